@@ -1,0 +1,323 @@
+// The K-quants (Q2_K .. Q6_K) and their activation type Q8_K, in super-blocks
+// of 256 values.
+//
+// Each weight type has an unpack routine that turns a super-block into plain
+// integer quants q[256] plus per-sub-block integer scales (and mins); both the
+// dequantizer and the dot product are written on top of it. The dots reproduce
+// the arithmetic of ggml's scalar ggml_vec_dot_*_q8_K_generic, including its
+// eight float accumulation lanes, so results match it bit for bit.
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant_impl.h"
+
+QUANT_NO_FP_CONTRACT
+
+#define QK_K QUANT_QK_K
+
+// ---- Unpacking ----------------------------------------------------------------
+
+// Q4_K/Q5_K: 8 six-bit scales and 8 six-bit mins in 12 bytes. Sub-blocks 0..3
+// keep theirs in the low 6 bits of bytes 0..3 (scale) and 4..7 (min); sub-blocks
+// 4..7 keep the low 4 bits in byte 8+j-4 (scale: low nibble, min: high nibble)
+// and the top 2 bits in the spare top bits of bytes j-4 (scale) and j (min).
+static void k4_scale_min(const uint8_t s[12], int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = s[j] & 63;
+        *min = s[j + 4] & 63;
+    } else {
+        *scale = (s[j + 4] & 0x0F) | (s[j - 4] >> 6) << 4;
+        *min = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
+
+// Q3_K: 16 six-bit scales (stored +32) in 12 bytes: low 4 bits of scale j are the
+// low (j < 8) or high (j >= 8) nibble of byte j%8; the top 2 bits are bits
+// 2*(j/4) of byte 8 + j%4. Returns the signed scale.
+static int q3_K_scale(const uint8_t s[12], int j) {
+    const int lo = (s[j % 8] >> (4 * (j / 8))) & 0x0F;
+    const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+// Value e of Q2_K/Q3_K's 2-bit low part: bits 2*((e%128)/32) of qs[32*(e/128) + e%32].
+static inline int two_bits(const uint8_t *qs, int e) {
+    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+}
+
+// Value e of Q4_K/Q5_K's 4-bit low part: nibble (e/32)%2 of qs[32*(e/64) + e%32].
+static inline int four_bits(const uint8_t *qs, int e) {
+    return (qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 0x0F;
+}
+
+// Q2_K: q in [0,3]; scale[i], min[i] per 16 values.
+static void q2_K_unpack(const block_q2_K *b, int8_t q[QK_K], int scale[16], int min[16]) {
+    for (int e = 0; e < QK_K; e++) q[e] = (int8_t)two_bits(b->qs, e);
+    for (int i = 0; i < 16; i++) {
+        scale[i] = b->scales[i] & 0x0F;
+        min[i] = b->scales[i] >> 4;
+    }
+}
+
+// Q3_K: q in [-4,3]; signed scale[i] per 16 values.
+static void q3_K_unpack(const block_q3_K *b, int8_t q[QK_K], int scale[16]) {
+    for (int e = 0; e < QK_K; e++) {
+        const int high = (b->hmask[e % 32] >> (e / 32)) & 1;
+        q[e] = (int8_t)(two_bits(b->qs, e) - (high ? 0 : 4));
+    }
+    for (int i = 0; i < 16; i++) scale[i] = q3_K_scale(b->scales, i);
+}
+
+// Q4_K: q in [0,15]; scale[i], min[i] per 32 values.
+static void q4_K_unpack(const block_q4_K *b, int8_t q[QK_K], int scale[8], int min[8]) {
+    for (int e = 0; e < QK_K; e++) q[e] = (int8_t)four_bits(b->qs, e);
+    for (int i = 0; i < 8; i++) k4_scale_min(b->scales, i, &scale[i], &min[i]);
+}
+
+// Q5_K: q in [0,31]; scale[i], min[i] per 32 values.
+static void q5_K_unpack(const block_q5_K *b, int8_t q[QK_K], int scale[8], int min[8]) {
+    for (int e = 0; e < QK_K; e++) {
+        const int high = (b->qh[e % 32] >> (e / 32)) & 1;
+        q[e] = (int8_t)(four_bits(b->qs, e) | high << 4);
+    }
+    for (int i = 0; i < 8; i++) k4_scale_min(b->scales, i, &scale[i], &min[i]);
+}
+
+// Q6_K: q in [-32,31]; signed scale per 16 values (b->scales). Within each half
+// of 128 values, quarter k (32 values) takes its low 4 bits from nibble k/2 of
+// ql[64*half + 32*(k%2) + l] and its high 2 bits from bits 2k of qh[32*half + l].
+static void q6_K_unpack(const block_q6_K *b, int8_t q[QK_K]) {
+    for (int e = 0; e < QK_K; e++) {
+        const int half = e / 128, k = (e % 128) / 32, l = e % 32;
+        const int lo = (b->ql[64 * half + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0F;
+        const int hi = (b->qh[32 * half + l] >> (2 * k)) & 3;
+        q[e] = (int8_t)((lo | hi << 4) - 32);
+    }
+}
+
+// ---- Dot helpers ----------------------------------------------------------------
+
+// Adds scale(e) * q[e] * a[e] into eight integer lanes by e % 8, as ggml's
+// generic code does; group is the number of values sharing one scale.
+static void lanes_accumulate(int32_t lane[8], const int8_t *q, const int8_t *a, const int *scale,
+                             int group) {
+    for (int l = 0; l < 8; l++) lane[l] = 0;
+    for (int e = 0; e < QK_K; e++) lane[e % 8] += scale[e / group] * (q[e] * a[e]);
+}
+
+// sum_i bsums[i] * min[i / (group/16)]: the activations' sums times the mins.
+static int mins_dot(const block_q8_K *y, const int *min, int group) {
+    int sum = 0;
+    for (int i = 0; i < QK_K / 16; i++) sum += y->bsums[i] * min[i / (group / 16)];
+    return sum;
+}
+
+// ---- Q2_K -----------------------------------------------------------------------
+
+void quant_q2_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    const block_q2_K *b = src;
+    int8_t q[QK_K];
+    int scale[16], min[16];
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+        q2_K_unpack(&b[i], q, scale, min);
+        for (int e = 0; e < QK_K; e++) {
+            const float dl = d * (float)scale[e / 16], ml = dmin * (float)min[e / 16];
+            const float scaled = dl * (float)q[e];
+            dst[e] = scaled - ml;
+        }
+    }
+}
+
+float quant_q2_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
+    const block_q2_K *x = w;
+    const block_q8_K *y = act;
+    int8_t q[QK_K];
+    int scale[16], min[16];
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        q2_K_unpack(&x[i], q, scale, min);
+        int isum = 0;
+        for (int e = 0; e < QK_K; e++) isum += scale[e / 16] * (q[e] * y[i].qs[e]);
+        const int summs = mins_dot(&y[i], min, 16);
+        const float dall = y[i].d * fp16_to_fp32(x[i].d);
+        const float dmin = y[i].d * fp16_to_fp32(x[i].dmin);
+        const float a = dall * (float)isum, b = dmin * (float)summs;
+        sum += a - b;
+    }
+    return sum;
+}
+
+// ---- Q3_K -----------------------------------------------------------------------
+
+void quant_q3_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    const block_q3_K *b = src;
+    int8_t q[QK_K];
+    int scale[16];
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        const float d = fp16_to_fp32(b[i].d);
+        q3_K_unpack(&b[i], q, scale);
+        for (int e = 0; e < QK_K; e++) dst[e] = (d * (float)scale[e / 16]) * (float)q[e];
+    }
+}
+
+float quant_q3_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
+    const block_q3_K *x = w;
+    const block_q8_K *y = act;
+    int8_t q[QK_K];
+    int scale[16];
+    int32_t lane[8];
+    float sums[8] = {0};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        q3_K_unpack(&x[i], q, scale);
+        lanes_accumulate(lane, q, y[i].qs, scale, 16);
+        const float d = fp16_to_fp32(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)lane[l];
+    }
+    float sum = 0.0f;
+    for (int l = 0; l < 8; l++) sum += sums[l];
+    return sum;
+}
+
+// ---- Q4_K / Q5_K ----------------------------------------------------------------
+
+// Dequantizes one super-block given its unpacked quants and 32-value scales/mins.
+static void k_min_to_f32(float d, float dmin, const int8_t *q, const int *scale, const int *min,
+                         float *dst) {
+    for (int e = 0; e < QK_K; e++) {
+        const float dl = d * (float)scale[e / 32], ml = dmin * (float)min[e / 32];
+        const float scaled = dl * (float)q[e];
+        dst[e] = scaled - ml;
+    }
+}
+
+// The common tail of the Q4_K and Q5_K dots: lanes for the scaled products,
+// and the mins subtracted straight from the running sum.
+static void k_min_dot_block(const block_q8_K *y, float d, float dmin, const int8_t *q,
+                            const int *scale, const int *min, float sums[8], float *sum) {
+    int32_t lane[8];
+    lanes_accumulate(lane, q, y->qs, scale, 32);
+    const int summs = mins_dot(y, min, 32);
+    const float dd = d * y->d;
+    for (int l = 0; l < 8; l++) sums[l] += dd * (float)lane[l];
+    const float dm = dmin * y->d;
+    *sum -= dm * (float)summs;
+}
+
+void quant_q4_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    const block_q4_K *b = src;
+    int8_t q[QK_K];
+    int scale[8], min[8];
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        q4_K_unpack(&b[i], q, scale, min);
+        k_min_to_f32(fp16_to_fp32(b[i].d), fp16_to_fp32(b[i].dmin), q, scale, min, dst);
+    }
+}
+
+float quant_q4_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
+    const block_q4_K *x = w;
+    const block_q8_K *y = act;
+    int8_t q[QK_K];
+    int scale[8], min[8];
+    float sums[8] = {0}, sum = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        q4_K_unpack(&x[i], q, scale, min);
+        k_min_dot_block(&y[i], fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), q, scale, min, sums,
+                        &sum);
+    }
+    for (int l = 0; l < 8; l++) sum += sums[l];
+    return sum;
+}
+
+void quant_q5_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    const block_q5_K *b = src;
+    int8_t q[QK_K];
+    int scale[8], min[8];
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        q5_K_unpack(&b[i], q, scale, min);
+        k_min_to_f32(fp16_to_fp32(b[i].d), fp16_to_fp32(b[i].dmin), q, scale, min, dst);
+    }
+}
+
+float quant_q5_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
+    const block_q5_K *x = w;
+    const block_q8_K *y = act;
+    int8_t q[QK_K];
+    int scale[8], min[8];
+    float sums[8] = {0}, sum = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        q5_K_unpack(&x[i], q, scale, min);
+        k_min_dot_block(&y[i], fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), q, scale, min, sums,
+                        &sum);
+    }
+    for (int l = 0; l < 8; l++) sum += sums[l];
+    return sum;
+}
+
+// ---- Q6_K -----------------------------------------------------------------------
+
+void quant_q6_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    const block_q6_K *b = src;
+    int8_t q[QK_K];
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        const float d = fp16_to_fp32(b[i].d);
+        q6_K_unpack(&b[i], q);
+        for (int e = 0; e < QK_K; e++) dst[e] = (d * (float)b[i].scales[e / 16]) * (float)q[e];
+    }
+}
+
+float quant_q6_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
+    const block_q6_K *x = w;
+    const block_q8_K *y = act;
+    int8_t q[QK_K];
+    int scale[16];
+    int32_t lane[8];
+    float sums[8] = {0};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        q6_K_unpack(&x[i], q);
+        for (int j = 0; j < 16; j++) scale[j] = x[i].scales[j];
+        lanes_accumulate(lane, q, y[i].qs, scale, 16);
+        const float d = fp16_to_fp32(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)lane[l];
+    }
+    float sum = 0.0f;
+    for (int l = 0; l < 8; l++) sum += sums[l];
+    return sum;
+}
+
+// ---- Q8_K -----------------------------------------------------------------------
+
+void quant_q8_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    const block_q8_K *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K)
+        for (int e = 0; e < QK_K; e++) dst[e] = b[i].d * (float)b[i].qs[e];
+}
+
+// As ggml's quantize_row_q8_K_ref: the value of largest magnitude maps to -127
+// (so d has the opposite sign of that value), rounding half to even. An all-zero
+// block gets d = 0 and zero quants and sums.
+void quant_q8_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
+    block_q8_K *y = dst;
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int e = 0; e < QK_K; e++) {
+            if (fabsf(src[e]) > amax) {
+                amax = fabsf(src[e]);
+                max = src[e];
+            }
+        }
+        memset(&y[i], 0, sizeof y[i]);
+        if (amax == 0.0f) continue;
+        const float iscale = -127.0f / max;
+        for (int e = 0; e < QK_K; e++) {
+            const long v = lrintf(iscale * src[e]); // default rounding: half to even
+            y[i].qs[e] = (int8_t)(v > 127 ? 127 : v);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int sum = 0;
+            for (int e = 16 * g; e < 16 * g + 16; e++) sum += y[i].qs[e];
+            y[i].bsums[g] = (int16_t)sum;
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
