@@ -1,0 +1,264 @@
+// Loading: architecture flags from GGUF metadata, and every tensor bound by
+// name with its type and shape checked, pointing into the mapping (no copies).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+struct arch_info {
+    const char *name;
+    enum model_arch arch;
+};
+
+static const struct arch_info ARCHS[] = {
+    {"llama", MODEL_ARCH_LLAMA},
+    {"qwen2", MODEL_ARCH_QWEN2},
+    {"qwen3", MODEL_ARCH_QWEN3},
+    {"gemma3", MODEL_ARCH_GEMMA3},
+};
+
+// Reads "<arch>.<suffix>" as an integer; required keys must be present and > 0.
+static int get_arch_int(const struct model *m, const char *suffix, int64_t *out, bool required,
+                        llm_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
+    int rc = gguf_get_int(&m->file, key, out, err);
+    if (rc < 0) return -1;
+    if (rc == 0) return required ? err_set(err, "missing metadata key '%s'", key) : 0;
+    if (*out <= 0 || *out > (1 << 30))
+        return err_set(err, "metadata key '%s' has out-of-range value %lld", key, (long long)*out);
+    return 0;
+}
+
+static int get_arch_float(const struct model *m, const char *suffix, float *out, llm_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
+    double v;
+    int rc = gguf_get_float(&m->file, key, &v, err);
+    if (rc < 0) return -1;
+    if (rc == 1) {
+        if (!isfinite(v)) return err_set(err, "metadata key '%s' is not finite", key);
+        *out = (float)v;
+    }
+    return 0;
+}
+
+static int read_hparams(struct model *m, llm_err *err) {
+    struct model_hparams *hp = &m->hp;
+    struct gguf_str arch;
+    int rc = gguf_get_str(&m->file, "general.architecture", &arch, err);
+    if (rc < 0) return -1;
+    if (rc == 0) return err_set(err, "missing metadata key 'general.architecture'");
+    hp->arch_name = NULL;
+    for (size_t i = 0; i < sizeof ARCHS / sizeof ARCHS[0]; i++)
+        if (gguf_str_eq(arch, ARCHS[i].name)) {
+            hp->arch = ARCHS[i].arch;
+            hp->arch_name = ARCHS[i].name;
+        }
+    if (!hp->arch_name) {
+        char name[64];
+        return err_set(err, "unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma3)",
+                       gguf_str_copy(name, sizeof name, arch));
+    }
+    if (get_arch_int(m, "embedding_length", &hp->n_embd, true, err) ||
+        get_arch_int(m, "block_count", &hp->n_layer, true, err) ||
+        get_arch_int(m, "feed_forward_length", &hp->n_ff, true, err) ||
+        get_arch_int(m, "attention.head_count", &hp->n_head, true, err))
+        return -1;
+    hp->n_head_kv = hp->n_head;
+    hp->n_ctx_train = 2048;
+    if (get_arch_int(m, "attention.head_count_kv", &hp->n_head_kv, false, err) ||
+        get_arch_int(m, "context_length", &hp->n_ctx_train, false, err))
+        return -1;
+    hp->head_dim_k = hp->n_embd / hp->n_head;
+    if (get_arch_int(m, "attention.key_length", &hp->head_dim_k, false, err)) return -1;
+    hp->head_dim_v = hp->head_dim_k;
+    if (get_arch_int(m, "attention.value_length", &hp->head_dim_v, false, err)) return -1;
+    hp->n_rot = hp->head_dim_k;
+    if (get_arch_int(m, "rope.dimension_count", &hp->n_rot, false, err)) return -1;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return err_set(err, "attention.head_count %lld is not a multiple of head_count_kv %lld",
+                       (long long)hp->n_head, (long long)hp->n_head_kv);
+    if (hp->head_dim_k > KERN_MAX_HEAD_DIM || hp->head_dim_v > KERN_MAX_HEAD_DIM)
+        return err_set(err, "head dimension %lld exceeds the supported %d",
+                       (long long)hp->head_dim_k, KERN_MAX_HEAD_DIM);
+    if (hp->n_rot > hp->head_dim_k || hp->n_rot % 2)
+        return err_set(err, "rope.dimension_count %lld is odd or larger than the head (%lld)",
+                       (long long)hp->n_rot, (long long)hp->head_dim_k);
+
+    hp->norm_eps = 1e-5f;
+    hp->rope_base = 10000.0f;
+    hp->rope_base_swa = 10000.0f;
+    float rope_factor = 1.0f;
+    if (get_arch_float(m, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err) ||
+        get_arch_float(m, "rope.freq_base", &hp->rope_base, err) ||
+        get_arch_float(m, "rope.freq_base_swa", &hp->rope_base_swa, err) ||
+        get_arch_float(m, "rope.scaling.factor", &rope_factor, err) ||
+        get_arch_float(m, "final_logit_softcapping", &hp->logit_softcap, err))
+        return -1;
+    struct gguf_str scaling;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", hp->arch_name);
+    rc = gguf_get_str(&m->file, key, &scaling, err);
+    if (rc < 0) return -1;
+    bool linear = rc == 0 || gguf_str_eq(scaling, "linear") || gguf_str_eq(scaling, "none");
+    if (!linear) {
+        char name[32];
+        return err_set(err, "rope scaling '%s' is not supported yet (only linear)",
+                       gguf_str_copy(name, sizeof name, scaling));
+    }
+    if (rope_factor <= 0) return err_set(err, "%s.rope.scaling.factor must be positive", hp->arch_name);
+    hp->rope_freq_scale = (rc == 1 && gguf_str_eq(scaling, "none")) ? 1.0f : 1.0f / rope_factor;
+
+    hp->act = MODEL_ACT_SILU;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim_k);
+    switch (hp->arch) {
+    case MODEL_ARCH_LLAMA: break;
+    case MODEL_ARCH_QWEN2: hp->rope_neox = true; hp->qkv_bias = true; break;
+    case MODEL_ARCH_QWEN3: hp->rope_neox = true; hp->qk_norm = true; break;
+    case MODEL_ARCH_GEMMA3:
+        hp->rope_neox = hp->qk_norm = hp->post_norms = hp->embed_scale = hp->scale_q = true;
+        hp->act = MODEL_ACT_GELU;
+        if (hp->n_layer == 62) // Gemma 3 27B scales by the embedding width per head
+            hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+        if (get_arch_int(m, "attention.sliding_window", &hp->n_swa, false, err)) return -1;
+        break;
+    }
+    return 0;
+}
+
+// Binds tensor `name` as a matrix of rows x cols (any supported weight type).
+static int bind_mat(struct model *m, const char *name, int64_t cols, int64_t rows, bool required,
+                    struct kern_mat *out, llm_err *err) {
+    memset(out, 0, sizeof *out);
+    const struct gguf_tensor *t = gguf_find_tensor(&m->file, name);
+    if (!t) return required ? err_set(err, "missing tensor '%s'", name) : 0;
+    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
+        return err_set(err, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
+                       (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                       (long long)t->ne[3], (long long)cols, (long long)rows);
+    const struct quant_traits *tr = quant_get(t->type);
+    if (!tr || !tr->vec_dot) {
+        const char *tn = gguf_type_name(t->type);
+        return err_set(err, "tensor '%s' has weight type %s, which llmfile does not support yet", name,
+                       tn ? tn : "unknown");
+    }
+    *out = (struct kern_mat){t->data, t->type, rows, cols, quant_row_bytes(t->type, cols)};
+    m->n_params += (uint64_t)(rows * cols);
+    return 0;
+}
+
+// Binds a float32 vector of n values (norm weights, biases).
+static int bind_vec(struct model *m, const char *name, int64_t n, bool required, const float **out,
+                    llm_err *err) {
+    *out = NULL;
+    const struct gguf_tensor *t = gguf_find_tensor(&m->file, name);
+    if (!t) return required ? err_set(err, "missing tensor '%s'", name) : 0;
+    if (t->type != QUANT_F32)
+        return err_set(err, "tensor '%s' must be f32, found %s", name, gguf_type_name(t->type));
+    int64_t count = 1;
+    for (int d = 0; d < t->n_dims; d++) count *= t->ne[d];
+    if (count != n)
+        return err_set(err, "tensor '%s' has %lld values, expected %lld", name, (long long)count,
+                       (long long)n);
+    if ((uintptr_t)t->data % sizeof(float))
+        return err_set(err, "tensor '%s' data is not 4-byte aligned", name);
+    *out = t->data;
+    m->n_params += (uint64_t)n;
+    return 0;
+}
+
+static int bind_layer(struct model *m, int il, llm_err *err) {
+    const struct model_hparams *hp = &m->hp;
+    struct model_layer *l = &m->layers[il];
+    const int64_t e = hp->n_embd, qw = hp->n_head * hp->head_dim_k, kw = hp->n_head_kv * hp->head_dim_k,
+                  vw = hp->n_head_kv * hp->head_dim_v, ow = hp->n_head * hp->head_dim_v;
+    char name[96];
+#define T(suffix) (snprintf(name, sizeof name, "blk.%d.%s", il, suffix), name)
+    if (bind_vec(m, T("attn_norm.weight"), e, true, &l->attn_norm, err) ||
+        bind_mat(m, T("attn_q.weight"), e, qw, true, &l->wq, err) ||
+        bind_mat(m, T("attn_k.weight"), e, kw, true, &l->wk, err) ||
+        bind_mat(m, T("attn_v.weight"), e, vw, true, &l->wv, err) ||
+        bind_mat(m, T("attn_output.weight"), ow, e, true, &l->wo, err) ||
+        bind_vec(m, T("attn_q.bias"), qw, hp->qkv_bias, &l->bq, err) ||
+        bind_vec(m, T("attn_k.bias"), kw, hp->qkv_bias, &l->bk, err) ||
+        bind_vec(m, T("attn_v.bias"), vw, hp->qkv_bias, &l->bv, err) ||
+        bind_vec(m, T("attn_q_norm.weight"), hp->head_dim_k, hp->qk_norm, &l->q_norm, err) ||
+        bind_vec(m, T("attn_k_norm.weight"), hp->head_dim_k, hp->qk_norm, &l->k_norm, err) ||
+        bind_vec(m, T("post_attention_norm.weight"), e, hp->post_norms, &l->post_attn_norm, err) ||
+        bind_vec(m, T("ffn_norm.weight"), e, true, &l->ffn_norm, err) ||
+        bind_mat(m, T("ffn_gate.weight"), e, hp->n_ff, true, &l->ffn_gate, err) ||
+        bind_mat(m, T("ffn_up.weight"), e, hp->n_ff, true, &l->ffn_up, err) ||
+        bind_mat(m, T("ffn_down.weight"), hp->n_ff, e, true, &l->ffn_down, err) ||
+        bind_vec(m, T("post_ffw_norm.weight"), e, hp->post_norms, &l->post_ffn_norm, err))
+        return -1;
+#undef T
+    return 0;
+}
+
+// Which layers use the sliding window: "<arch>.attention.sliding_window_pattern"
+// as a per-layer bool array, or a period n (every n-th layer global; default 6).
+static int read_swa_layers(struct model *m, llm_err *err) {
+    const struct model_hparams *hp = &m->hp;
+    if (hp->n_swa <= 0) return 0;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", hp->arch_name);
+    const struct gguf_kv *kv = gguf_find_kv(&m->file, key);
+    int64_t period = 6;
+    if (kv && kv->type == GGUF_TYPE_ARRAY) {
+        struct gguf_arr a;
+        if (gguf_get_arr(&m->file, key, &a, err) < 0) return -1;
+        if (a.n != (uint64_t)hp->n_layer) return err_set(err, "'%s' has %llu entries for %lld layers",
+                                                         key, (unsigned long long)a.n, (long long)hp->n_layer);
+        for (int64_t il = 0; il < hp->n_layer; il++) m->layers[il].swa = gguf_arr_int(&a, (uint64_t)il) != 0;
+        return 0;
+    }
+    if (kv && gguf_get_int(&m->file, key, &period, err) < 0) return -1;
+    if (period < 0) return err_set(err, "'%s' is negative", key);
+    for (int64_t il = 0; il < hp->n_layer; il++)
+        m->layers[il].swa = period == 0 || il % period < period - 1;
+    return 0;
+}
+
+int model_load(struct model *m, const char *path, llm_err *err) {
+    memset(m, 0, sizeof *m);
+    if (gguf_open(&m->file, path, err)) return -1;
+    if (read_hparams(m, err)) goto fail;
+    struct model_hparams *hp = &m->hp;
+    const struct gguf_tensor *emb = gguf_find_tensor(&m->file, "token_embd.weight");
+    if (!emb) {
+        err_set(err, "missing tensor 'token_embd.weight'");
+        goto fail;
+    }
+    hp->n_vocab = emb->ne[1];
+    if (bind_mat(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err) ||
+        bind_vec(m, "output_norm.weight", hp->n_embd, true, &m->output_norm, err) ||
+        bind_mat(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err))
+        goto fail;
+    if (!m->output.data) m->output = m->tok_embd; // tied embeddings
+    if (!quant_get(m->tok_embd.type)->to_f32) {
+        err_set(err, "token_embd.weight type cannot be dequantized");
+        goto fail;
+    }
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        err_set(err, "out of memory");
+        goto fail;
+    }
+    for (int il = 0; il < hp->n_layer; il++)
+        if (bind_layer(m, il, err)) goto fail;
+    if (read_swa_layers(m, err)) goto fail;
+    return 0;
+fail:
+    err_prefix(err, "%s", path);
+    model_free(m);
+    return -1;
+}
+
+void model_free(struct model *m) {
+    free(m->layers);
+    gguf_close(&m->file);
+    memset(m, 0, sizeof *m);
+}

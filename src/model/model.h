@@ -1,0 +1,150 @@
+// model/: a GGUF decoder model bound to its tensors, its KV cache, and the
+// batched forward pass. One decoder serves every architecture; they differ by
+// the flags in model_hparams, not by copies of the forward pass.
+#ifndef LLMFILE_MODEL_MODEL_H
+#define LLMFILE_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "gguf/gguf.h"
+#include "kern/kern.h"
+
+enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_GEMMA3 };
+
+enum model_act { MODEL_ACT_SILU, MODEL_ACT_GELU };
+
+struct model_hparams {
+    enum model_arch arch;
+    const char *arch_name;  // as in general.architecture
+    int64_t n_vocab;
+    int64_t n_ctx_train;
+    int64_t n_embd;
+    int64_t n_layer;
+    int64_t n_head;
+    int64_t n_head_kv;
+    int64_t head_dim_k;     // per-head key/query width
+    int64_t head_dim_v;     // per-head value width
+    int64_t n_rot;          // rotated dimensions per head (<= head_dim_k)
+    int64_t n_ff;
+    float norm_eps;
+    float rope_base;        // global layers
+    float rope_base_swa;    // sliding-window layers
+    float rope_freq_scale;  // 1/linear scaling factor
+    bool rope_neox;         // rotate (i, i+n/2) pairs instead of (2i, 2i+1)
+    bool qkv_bias;          // qwen2
+    bool qk_norm;           // qwen3, gemma3: RMSNorm on each q/k head
+    bool post_norms;        // gemma3: RMSNorm after attention and after FFN
+    bool embed_scale;       // gemma3: embeddings times sqrt(n_embd)
+    bool scale_q;           // gemma3: q scaled before the product (else the scores are)
+    enum model_act act;
+    float attn_scale;       // multiplies q.k
+    float logit_softcap;    // 0 = none
+    int64_t n_swa;          // sliding window (0 = none)
+};
+
+struct model_layer {
+    const float *attn_norm;      // [n_embd]
+    struct kern_mat wq;          // [n_head*head_dim_k][n_embd]
+    struct kern_mat wk;          // [n_head_kv*head_dim_k][n_embd]
+    struct kern_mat wv;          // [n_head_kv*head_dim_v][n_embd]
+    struct kern_mat wo;          // [n_embd][n_head*head_dim_v]
+    const float *bq, *bk, *bv;   // biases [rows of wq/wk/wv] or NULL
+    const float *q_norm, *k_norm;// [head_dim_k] or NULL
+    const float *post_attn_norm; // [n_embd] or NULL
+    const float *ffn_norm;       // [n_embd]
+    struct kern_mat ffn_gate;    // [n_ff][n_embd]
+    struct kern_mat ffn_up;      // [n_ff][n_embd]
+    struct kern_mat ffn_down;    // [n_embd][n_ff]
+    const float *post_ffn_norm;  // [n_embd] or NULL
+    bool swa;                    // sliding-window layer
+};
+
+struct model {
+    struct gguf_file file;       // owns the mapping every weight points into
+    struct model_hparams hp;
+    struct kern_mat tok_embd;    // [n_vocab][n_embd]
+    const float *output_norm;    // [n_embd]
+    struct kern_mat output;      // [n_vocab][n_embd] (may be tok_embd)
+    struct model_layer *layers;  // [n_layer]
+    uint64_t n_params;
+};
+
+int  model_load(struct model *m, const char *path, llm_err *err);
+void model_free(struct model *m);
+
+// ---- KV cache ---------------------------------------------------------------
+// A pool of cells; each holds one token's keys and values for every layer and
+// belongs to one sequence. Several sequences share the pool (server slots).
+struct kv_cache {
+    int64_t n_cells;
+    int64_t n_layer;
+    int64_t k_width;       // n_head_kv*head_dim_k
+    int64_t v_width;       // n_head_kv*head_dim_v
+    fp16_t *k;             // [n_layer][n_cells][k_width]
+    fp16_t *v;             // [n_layer][n_cells][v_width]
+    int32_t *pos;          // [n_cells] position, -1 = free
+    int32_t *seq;          // [n_cells] sequence id
+    int64_t n_used;
+    int32_t n_seq_max;     // sequence ids are 0..n_seq_max-1
+};
+
+int  kv_init(struct kv_cache *kv, const struct model_hparams *hp, int64_t n_cells, int32_t n_seq_max,
+             llm_err *err);
+void kv_free(struct kv_cache *kv);
+// Frees the cells of sequence `seq` (-1: all sequences) with pos in [p0, p1); p1 < 0 means no end.
+void kv_seq_rm(struct kv_cache *kv, int32_t seq, int32_t p0, int32_t p1);
+// Copies the cells of `src` with pos in [p0, p1) into sequence `dst` (prefix reuse). -1 if full.
+int  kv_seq_cp(struct kv_cache *kv, int32_t src, int32_t dst, int32_t p0, int32_t p1, llm_err *err);
+// Highest position stored for seq, or -1.
+int32_t kv_seq_pos_max(const struct kv_cache *kv, int32_t seq);
+
+// ---- Forward pass -----------------------------------------------------------
+// One batch entry per token, as llama_decode takes them.
+struct model_batch {
+    int32_t n;             // tokens in the batch
+    const int32_t *token;  // [n]
+    const int32_t *pos;    // [n]
+    const int32_t *seq;    // [n]
+    const bool *logits;    // [n] whether this token's logits are wanted (NULL: last only)
+};
+
+// Scratch buffers of the forward pass, grown on demand.
+struct model_work {
+    int64_t cap_tokens;
+    float *x;        // [n][n_embd] residual stream
+    float *xn;       // [n][n_embd] normalised input of a block
+    float *q;        // [n][n_head*head_dim_k]
+    float *k;        // [n][n_head_kv*head_dim_k]
+    float *v;        // [n][n_head_kv*head_dim_v]
+    float *att;      // [n][n_head*head_dim_v]
+    float *tmp;      // [n][n_embd]
+    float *gate;     // [n][n_ff]
+    float *up;       // [n][n_ff]
+    int32_t *cell;   // [n] cache cell each token was stored in
+    int32_t *vis;    // [n_seq_groups][n_cells] visible cells per sequence, sorted by position
+    int64_t vis_cap;
+    float *scores;   // [n_threads][n_cells]
+    int64_t scores_cap;
+    float *out;      // [n_out][n_embd]
+};
+
+struct model_ctx {
+    const struct model *model;
+    struct kv_cache kv;
+    struct kern_ctx kc;
+    struct pool *pool;
+    struct model_work w;
+};
+
+int  model_ctx_init(struct model_ctx *mc, const struct model *m, const struct kern_ops *ops,
+                    struct pool *pool, int64_t n_ctx, int32_t n_seq_max, llm_err *err);
+void model_ctx_free(struct model_ctx *mc);
+
+// Runs the batch: stores its keys/values in the cache and writes the logits of
+// the tokens that want them, in batch order, to logits ([n_out][n_vocab]).
+// Returns the number of logit rows written, or -1 (cache full, bad token...).
+int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logits, llm_err *err);
+
+#endif
