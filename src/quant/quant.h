@@ -162,7 +162,8 @@ struct quant_traits {
     size_t block_bytes;           // bytes per block
     enum quant_type vec_dot_type; // type activations are converted to for vec_dot
     quant_to_f32_fn to_f32;       // dequantize
-    quant_from_f32_fn from_f32;   // quantize (bit-identical to ggml's *_ref); NULL for K-quants
+    quant_from_f32_fn from_f32;   // quantize: bit-identical to ggml's *_ref, except the
+                                  // K-quants (Q2_K..Q6_K), which use a simpler quantizer
     quant_vec_dot_fn vec_dot;     // scalar reference dot, same arithmetic as ggml's
                                   // generic C; NULL for the activation-only Q8_1/Q8_K
 };

@@ -285,6 +285,179 @@ float quant_q6_K_vec_dot(int64_t n, const void *restrict w, const void *restrict
     return sum;
 }
 
+// ---- Simple quantizers for the K-quants ------------------------------------------
+//
+// These are straightforward, not ggml's: each sub-block gets the scale (and
+// min) that spans its values, the sub-block scales are quantized against one
+// fp16 super-block scale, and every value is rounded to the nearest level of
+// the stored (already rounded) scales. ggml's quantizers search for scales that
+// minimise the error, so they produce different (slightly better) bytes; ours
+// exist so that tests and tools can make K-quant data from floats.
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static int round_int(float x) { return (int)lrintf(x); }
+
+// Asymmetric sub-blocks (Q2_K, Q4_K, Q5_K): value = d*sc*q - dmin*m with q in
+// [0,nmax], sc and m in [0,smax]. Fills q[256], sc[nsub], m[nsub]; returns d and
+// dmin as stored.
+static void k_quantize_asym(const float *x, int nsub, int nmax, int smax, uint8_t *q, int *sc,
+                            int *m, fp16_t *d_out, fp16_t *dmin_out) {
+    const int len = QK_K / nsub;
+    float scale[16], minv[16], max_scale = 0.0f, max_min = 0.0f;
+    for (int i = 0; i < nsub; i++) {
+        float lo = 0.0f, hi = x[i * len]; // the min is kept <= 0 (stored negated)
+        for (int j = 0; j < len; j++) {
+            lo = fminf(lo, x[i * len + j]);
+            hi = fmaxf(hi, x[i * len + j]);
+        }
+        scale[i] = (hi - lo) / (float)nmax;
+        minv[i] = -lo;
+        max_scale = fmaxf(max_scale, scale[i]);
+        max_min = fmaxf(max_min, minv[i]);
+    }
+    *d_out = fp32_to_fp16(max_scale / (float)smax);
+    *dmin_out = fp32_to_fp16(max_min / (float)smax);
+    const float d = fp16_to_fp32(*d_out), dmin = fp16_to_fp32(*dmin_out);
+    for (int i = 0; i < nsub; i++) {
+        sc[i] = d > 0.0f ? clampi(round_int(scale[i] / d), 0, smax) : 0;
+        m[i] = dmin > 0.0f ? clampi(round_int(minv[i] / dmin), 0, smax) : 0;
+        const float step = d * (float)sc[i], offset = dmin * (float)m[i];
+        for (int j = 0; j < len; j++) {
+            const int v = step > 0.0f ? round_int((x[i * len + j] + offset) / step) : 0;
+            q[i * len + j] = (uint8_t)clampi(v, 0, nmax);
+        }
+    }
+}
+
+// Symmetric sub-blocks (Q3_K, Q6_K): value = d*sc*(q - nhalf), q - nhalf in
+// [-nhalf, nhalf-1], sc in [-shalf, shalf-1]. Fills q[256] (offset by nhalf)
+// and sc[16]; returns d as stored.
+static fp16_t k_quantize_sym(const float *x, int nhalf, int shalf, uint8_t *q, int *sc) {
+    float scale[16], max_scale = 0.0f, amax_scale = 0.0f;
+    for (int i = 0; i < 16; i++) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            if (fabsf(x[i * 16 + j]) > amax) {
+                amax = fabsf(x[i * 16 + j]);
+                max = x[i * 16 + j];
+            }
+        }
+        scale[i] = max / (float)-nhalf; // the extreme value maps to -nhalf
+        if (fabsf(scale[i]) > amax_scale) {
+            amax_scale = fabsf(scale[i]);
+            max_scale = scale[i];
+        }
+    }
+    const fp16_t dh = fp32_to_fp16(max_scale / (float)-shalf);
+    const float d = fp16_to_fp32(dh);
+    for (int i = 0; i < 16; i++) {
+        sc[i] = d != 0.0f ? clampi(round_int(scale[i] / d), -shalf, shalf - 1) : 0;
+        const float step = d * (float)sc[i];
+        for (int j = 0; j < 16; j++) {
+            const int v = step != 0.0f ? round_int(x[i * 16 + j] / step) : 0;
+            q[i * 16 + j] = (uint8_t)(clampi(v, -nhalf, nhalf - 1) + nhalf);
+        }
+    }
+    return dh;
+}
+
+// Inverse of k4_scale_min for all eight sub-blocks.
+static void k4_pack_scales(uint8_t s[12], const int *sc, const int *m) {
+    memset(s, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            s[j] |= (uint8_t)sc[j];
+            s[j + 4] |= (uint8_t)m[j];
+        } else {
+            s[j + 4] = (uint8_t)((sc[j] & 0x0F) | (m[j] & 0x0F) << 4);
+            s[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+            s[j] |= (uint8_t)((m[j] >> 4) << 6);
+        }
+    }
+}
+
+// Inverse of two_bits / four_bits: or value e's bits into place.
+static void put_two_bits(uint8_t *qs, int e, int v) {
+    qs[32 * (e / 128) + e % 32] |= (uint8_t)((v & 3) << (2 * ((e % 128) / 32)));
+}
+static void put_four_bits(uint8_t *qs, int e, int v) {
+    qs[32 * (e / 64) + e % 32] |= (uint8_t)((v & 0x0F) << (4 * ((e / 32) % 2)));
+}
+
+void quant_q2_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
+    block_q2_K *y = dst;
+    uint8_t q[QK_K];
+    int sc[16], m[16];
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        memset(&y[i], 0, sizeof y[i]);
+        k_quantize_asym(src, 16, 3, 15, q, sc, m, &y[i].d, &y[i].dmin);
+        for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)(sc[j] | m[j] << 4);
+        for (int e = 0; e < QK_K; e++) put_two_bits(y[i].qs, e, q[e]);
+    }
+}
+
+void quant_q3_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
+    block_q3_K *y = dst;
+    uint8_t q[QK_K];
+    int sc[16];
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        memset(&y[i], 0, sizeof y[i]);
+        y[i].d = k_quantize_sym(src, 4, 32, q, sc);
+        for (int j = 0; j < 16; j++) { // inverse of q3_K_scale
+            const int v = sc[j] + 32;
+            y[i].scales[j % 8] |= (uint8_t)((v & 0x0F) << (4 * (j / 8)));
+            y[i].scales[8 + j % 4] |= (uint8_t)((v >> 4) << (2 * (j / 4)));
+        }
+        for (int e = 0; e < QK_K; e++) {
+            put_two_bits(y[i].qs, e, q[e]);
+            y[i].hmask[e % 32] |= (uint8_t)((q[e] >> 2) << (e / 32));
+        }
+    }
+}
+
+void quant_q4_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
+    block_q4_K *y = dst;
+    uint8_t q[QK_K];
+    int sc[8], m[8];
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        memset(&y[i], 0, sizeof y[i]);
+        k_quantize_asym(src, 8, 15, 63, q, sc, m, &y[i].d, &y[i].dmin);
+        k4_pack_scales(y[i].scales, sc, m);
+        for (int e = 0; e < QK_K; e++) put_four_bits(y[i].qs, e, q[e]);
+    }
+}
+
+void quant_q5_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
+    block_q5_K *y = dst;
+    uint8_t q[QK_K];
+    int sc[8], m[8];
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        memset(&y[i], 0, sizeof y[i]);
+        k_quantize_asym(src, 8, 31, 63, q, sc, m, &y[i].d, &y[i].dmin);
+        k4_pack_scales(y[i].scales, sc, m);
+        for (int e = 0; e < QK_K; e++) {
+            put_four_bits(y[i].qs, e, q[e]);
+            y[i].qh[e % 32] |= (uint8_t)((q[e] >> 4) << (e / 32));
+        }
+    }
+}
+
+void quant_q6_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
+    block_q6_K *y = dst;
+    uint8_t q[QK_K];
+    int sc[16];
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        memset(&y[i], 0, sizeof y[i]);
+        y[i].d = k_quantize_sym(src, 32, 128, q, sc);
+        for (int j = 0; j < 16; j++) y[i].scales[j] = (int8_t)sc[j];
+        for (int e = 0; e < QK_K; e++) { // inverse of q6_K_unpack
+            const int half = e / 128, k = (e % 128) / 32, l = e % 32;
+            y[i].ql[64 * half + 32 * (k % 2) + l] |= (uint8_t)((q[e] & 0x0F) << (4 * (k / 2)));
+            y[i].qh[32 * half + l] |= (uint8_t)((q[e] >> 4) << (2 * k));
+        }
+    }
+}
+
 // ---- Q8_K -----------------------------------------------------------------------
 
 void quant_q8_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
