@@ -259,13 +259,23 @@ static int rd_u64(struct rd *r, uint64_t *v, const char *what) {
     return 0;
 }
 
-static int rd_str(struct rd *r, struct gguf_str *s, const char *what) {
+// Reads a length-prefixed string; `what` names it in messages, followed by
+// `elem` unless that is UINT64_MAX (array elements: "string element 5").
+static int rd_str(struct rd *r, struct gguf_str *s, const char *what, uint64_t elem) {
     size_t at = r->pos;
     uint64_t len;
-    if (rd_u64(r, &len, what)) return -1;
-    if (len > left(r))
-        return fail(r, "%s at offset %zu: length %llu runs past end of file (%zu bytes left)", what, at,
+    char w[64];
+    if (left(r) < 8 || ld64(r->p + r->pos) > left(r) - 8) { // error: name the string
+        if (elem == UINT64_MAX) snprintf(w, sizeof w, "%s", what);
+        else snprintf(w, sizeof w, "%s %llu", what, (unsigned long long)elem);
+    }
+    if (left(r) < 8) return need(r, 8, w);
+    len = ld64(r->p + r->pos);
+    r->pos += 8;
+    if (len > left(r)) {
+        return fail(r, "%s at offset %zu: length %llu runs past end of file (%zu bytes left)", w, at,
                     (unsigned long long)len, left(r));
+    }
     s->ptr = (const char *)r->p + r->pos;
     s->len = len;
     r->pos += (size_t)len;
@@ -336,9 +346,7 @@ static int parse_array(struct rd *r, int depth, struct gguf_arr *a, uint64_t *in
         for (uint64_t i = 0; i < n; i++) {
             r->f->pool_[ip + i] = r->pos - start;
             struct gguf_str s;
-            char what[64];
-            snprintf(what, sizeof what, "string element %llu", (unsigned long long)i);
-            if (rd_str(r, &s, what)) return -1;
+            if (rd_str(r, &s, "string element", i)) return -1;
         }
         *index_pos = ip;
         return 0;
@@ -365,7 +373,7 @@ static int parse_array(struct rd *r, int depth, struct gguf_arr *a, uint64_t *in
 static int parse_kv(struct rd *r, size_t idx, struct gguf_kv *kv) {
     size_t at = r->pos;
     snprintf(r->ctx, sizeof r->ctx, "kv #%zu (offset %zu)", idx, at);
-    if (rd_str(r, &kv->key, "key")) return -1;
+    if (rd_str(r, &kv->key, "key", UINT64_MAX)) return -1;
     char nm[400];
     snprintf(r->ctx, sizeof r->ctx, "key '%s' (offset %zu)", ESC_NAME(nm, kv->key), at);
     kv->offset = at;
@@ -397,14 +405,14 @@ static int parse_kv(struct rd *r, size_t idx, struct gguf_kv *kv) {
         r->pos += es;
         return 0;
     }
-    if (t == GGUF_TYPE_STRING) return rd_str(r, &kv->v.s, "string value");
+    if (t == GGUF_TYPE_STRING) return rd_str(r, &kv->v.s, "string value", UINT64_MAX);
     return parse_array(r, 0, &kv->v.a, &kv->index_pos_);
 }
 
 static int parse_tensor_info(struct rd *r, size_t idx, struct gguf_tensor *t) {
     size_t at = r->pos;
     snprintf(r->ctx, sizeof r->ctx, "tensor info #%zu (offset %zu)", idx, at);
-    if (rd_str(r, &t->name, "name")) return -1;
+    if (rd_str(r, &t->name, "name", UINT64_MAX)) return -1;
     char nm[400];
     snprintf(r->ctx, sizeof r->ctx, "tensor '%s' (info at offset %zu)", ESC_NAME(nm, t->name), at);
     uint32_t nd, type;
@@ -827,7 +835,8 @@ static void put_arr(struct out *o, const struct gguf_arr *a) {
             if (gguf_arr_sub(a, i, &sub) == 0) put_arr(o, &sub);
             break;
         }
-        case GGUF_TYPE_FLOAT32: case GGUF_TYPE_FLOAT64: put(o, "%.9g", gguf_arr_f64(a, i)); break;
+        case GGUF_TYPE_FLOAT32: put(o, "%.9g", gguf_arr_f64(a, i)); break;
+        case GGUF_TYPE_FLOAT64: put(o, "%.17g", gguf_arr_f64(a, i)); break;
         case GGUF_TYPE_BOOL: put(o, "%s", gguf_arr_int(a, i) ? "true" : "false"); break;
         case GGUF_TYPE_UINT64: put(o, "%llu", (unsigned long long)gguf_arr_int(a, i)); break;
         default: put(o, "%lld", (long long)gguf_arr_int(a, i)); break;
@@ -847,7 +856,8 @@ char *gguf_kv_format(const struct gguf_kv *kv, char *buf, size_t size) {
     case GGUF_TYPE_INT8: case GGUF_TYPE_INT16: case GGUF_TYPE_INT32: case GGUF_TYPE_INT64:
         put(&o, "%lld", (long long)kv->v.i);
         break;
-    case GGUF_TYPE_FLOAT32: case GGUF_TYPE_FLOAT64: put(&o, "%.9g", kv->v.f); break;
+    case GGUF_TYPE_FLOAT32: put(&o, "%.9g", kv->v.f); break;
+    case GGUF_TYPE_FLOAT64: put(&o, "%.17g", kv->v.f); break;
     case GGUF_TYPE_BOOL: put(&o, "%s", kv->v.b ? "true" : "false"); break;
     case GGUF_TYPE_STRING: put_str(&o, kv->v.s, 96); break;
     case GGUF_TYPE_ARRAY: put_arr(&o, &kv->v.a); break;

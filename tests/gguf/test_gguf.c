@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 // ---------------------------------------------------------------------------
 // A tiny GGUF writer
@@ -582,6 +583,13 @@ static void test_open_errors(void) {
               strstr(err.msg, "tests/data/gguf/does-not-exist.gguf: cannot open: No such file or directory"),
           "%s", err.msg);
     CHECK(gguf_open(&f, "tests/data/gguf", &err) == -1 && strstr(err.msg, "not a regular file"), "%s", err.msg);
+    char tmpl[] = "/tmp/gguf_empty_XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd >= 0) {
+        close(fd);
+        CHECK(gguf_open(&f, tmpl, &err) == -1 && strstr(err.msg, ": file too small to be GGUF (0 bytes)"), "%s", err.msg);
+        unlink(tmpl);
+    }
     CHECK(gguf_open(&f, "tests/gguf/test_gguf.c", &err) == -1 && strstr(err.msg, "tests/gguf/test_gguf.c: not a GGUF file"),
           "%s", err.msg);
     // type names and geometry
@@ -628,7 +636,23 @@ static void test_real_model(void) {
     gguf_close(&f);
 }
 
+// GGUF_SEED_DIR=dir writes the in-memory test files there (fuzzing seeds).
+static void write_seeds(const char *dir) {
+    struct wb ws[3] = {build_full(3, 0), build_full(2, 64), small_file(16, GGUF_TYPE_UINT32, full_tensors, 3, NULL)};
+    for (int i = 0; i < 3; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/seed%d.gguf", dir, i);
+        FILE *fp = fopen(path, "wb");
+        if (fp) {
+            fwrite(ws[i].p, 1, ws[i].len, fp);
+            fclose(fp);
+        }
+        free(ws[i].p);
+    }
+}
+
 int main(void) {
+    if (getenv("GGUF_SEED_DIR")) write_seeds(getenv("GGUF_SEED_DIR"));
     test_valid();
     test_truncation();
     test_flips();
