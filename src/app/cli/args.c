@@ -1,0 +1,161 @@
+#include "args.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return err_set(err, "%s expects an integer in [%ld, %ld], got '%s'", flag, lo, hi, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *s, double lo, double hi, float *out, llm_err *err) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return err_set(err, "%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
+    *out = (float)v;
+    return 0;
+}
+
+void cli_print_help(void) {
+    fputs(
+        "usage: llmfile [options]\n"
+        "\n"
+        "Runs a GGUF language model on the CPU. Without -m it uses the default model\n"
+        "(Gemma 3 270M; `make model` installs it into ~/.cache/llmfile).\n"
+        "\n"
+        "generation:\n"
+        "  -m, --model FILE          GGUF model file (default: $LLMFILE_MODEL, else ~/.cache/llmfile/default.gguf)\n"
+        "  -p, --prompt TEXT         prompt to complete\n"
+        "  -f, --file FILE           read the prompt from FILE\n"
+        "  -n, --n-predict N         tokens to generate (default 128; -1: until end of text or context)\n"
+        "  -c, --ctx-size N          context size in tokens (default: min(4096, the model's))\n"
+        "  -t, --threads N           threads (default: physical cores)\n"
+        "  -b, --batch-size N        tokens per forward pass in prompt processing (default 512)\n"
+        "\n"
+        "sampling:\n"
+        "  --temp T                  temperature; 0 = greedy (default 0.8)\n"
+        "  --top-k N                 keep the N most likely tokens; 0 = off (default 40)\n"
+        "  --top-p P                 keep the smallest set with probability >= P; 1 = off (default 0.95)\n"
+        "  --min-p P                 drop tokens below P x the best one's probability; 0 = off (default 0.05)\n"
+        "  --repeat-penalty F        penalise recent tokens; 1 = off (default 1.0)\n"
+        "  --repeat-last-n N         how many recent tokens the penalty sees (default 64)\n"
+        "  -s, --seed N              random seed (default: random)\n"
+        "\n"
+        "tokenizer:\n"
+        "  --tokenize                print the prompt's token ids and pieces instead of generating\n"
+        "  --ids                     with --tokenize: print only the ids, as [1, 2, 3]\n"
+        "  --no-bos                  with --tokenize: do not add BOS/EOS\n"
+        "  --parse-special           treat text that spells a special token as that token\n"
+        "  --detokenize              -p holds ids (\"1 2 3\" or \"[1, 2, 3]\"); print their text\n"
+        "\n"
+        "other:\n"
+        "  -v, --verbose             print model details while loading\n"
+        "  -h, --help                this help\n"
+        "      --version             version\n"
+        "\n"
+        "Timings go to stderr at the end: load time, prompt tokens/s, generated tokens/s.\n",
+        stdout);
+}
+
+int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
+    memset(a, 0, sizeof *a);
+    a->mode = MODE_GENERATE;
+    a->n_predict = 128;
+    a->sampling = sampler_defaults();
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        long v;
+#define IS(s) (strcmp(f, s) == 0)
+#define VALUE()                                                                                    \
+    (i + 1 < argc ? argv[++i] : NULL);                                                             \
+    if (!val) return err_set(err, "%s needs a value", f)
+        if (IS("-h") || IS("--help")) {
+            a->mode = MODE_HELP;
+        } else if (IS("--version")) {
+            a->mode = MODE_VERSION;
+        } else if (IS("--tokenize")) {
+            a->mode = MODE_TOKENIZE;
+        } else if (IS("--detokenize")) {
+            a->mode = MODE_DETOKENIZE;
+        } else if (IS("--ids")) {
+            a->ids_only = true;
+        } else if (IS("--no-bos")) {
+            a->no_bos = true;
+        } else if (IS("--parse-special")) {
+            a->parse_special = true;
+        } else if (IS("-v") || IS("--verbose")) {
+            a->verbose = true;
+        } else if (IS("-m") || IS("--model")) {
+            const char *val = VALUE();
+            a->model_path = val;
+        } else if (IS("-p") || IS("--prompt")) {
+            const char *val = VALUE();
+            a->prompt = val;
+        } else if (IS("-f") || IS("--file")) {
+            const char *val = VALUE();
+            a->prompt_file = val;
+        } else if (IS("-n") || IS("--n-predict")) {
+            const char *val = VALUE();
+            if (parse_long(f, val, -1, INT32_MAX, &v, err)) return -1;
+            a->n_predict = (int32_t)v;
+        } else if (IS("-c") || IS("--ctx-size")) {
+            const char *val = VALUE();
+            if (parse_long(f, val, 0, 1 << 24, &v, err)) return -1;
+            a->n_ctx = v;
+        } else if (IS("-t") || IS("--threads")) {
+            const char *val = VALUE();
+            if (parse_long(f, val, 1, 1024, &v, err)) return -1;
+            a->n_threads = (int)v;
+        } else if (IS("-b") || IS("--batch-size")) {
+            const char *val = VALUE();
+            if (parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
+            a->n_batch = (int32_t)v;
+        } else if (IS("--temp")) {
+            const char *val = VALUE();
+            if (parse_float(f, val, 0, 100, &a->sampling.temp, err)) return -1;
+        } else if (IS("--top-k")) {
+            const char *val = VALUE();
+            if (parse_long(f, val, 0, INT32_MAX, &v, err)) return -1;
+            a->sampling.top_k = (int32_t)v;
+        } else if (IS("--top-p")) {
+            const char *val = VALUE();
+            if (parse_float(f, val, 0, 1, &a->sampling.top_p, err)) return -1;
+        } else if (IS("--min-p")) {
+            const char *val = VALUE();
+            if (parse_float(f, val, 0, 1, &a->sampling.min_p, err)) return -1;
+        } else if (IS("--repeat-penalty")) {
+            const char *val = VALUE();
+            if (parse_float(f, val, 0.01, 100, &a->sampling.repeat_penalty, err)) return -1;
+        } else if (IS("--repeat-last-n")) {
+            const char *val = VALUE();
+            if (parse_long(f, val, 0, 1 << 20, &v, err)) return -1;
+            a->sampling.repeat_last_n = (int32_t)v;
+        } else if (IS("-s") || IS("--seed")) {
+            const char *val = VALUE();
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(val, &end, 10);
+            if (errno || end == val || *end || val[0] == '-')
+                return err_set(err, "%s expects a non-negative integer, got '%s'", f, val);
+            a->sampling.seed = s;
+            a->seed_given = true;
+        } else {
+            return err_set(err, "unknown option '%s' (see --help)", f);
+        }
+#undef IS
+#undef VALUE
+    }
+    if (a->prompt && a->prompt_file) return err_set(err, "give either -p or -f, not both");
+    return 0;
+}

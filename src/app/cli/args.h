@@ -1,0 +1,33 @@
+// Command-line options of llmfile.
+#ifndef LLMFILE_APP_CLI_ARGS_H
+#define LLMFILE_APP_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/engine.h"
+
+enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_HELP, MODE_VERSION };
+
+struct cli_args {
+    enum cli_mode mode;
+    const char *model_path;   // NULL: the default model
+    const char *prompt;       // -p
+    const char *prompt_file;  // -f
+    int32_t n_predict;        // -n; < 0: until end of generation or context
+    int64_t n_ctx;
+    int n_threads;
+    int32_t n_batch;
+    struct sampler_params sampling;
+    bool seed_given;
+    bool ids_only;            // --ids
+    bool no_bos;              // --no-bos
+    bool parse_special;       // --parse-special
+    bool verbose;
+};
+
+// Parses argv; on a bad flag or value writes one line to err and returns -1.
+int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err);
+void cli_print_help(void);
+
+#endif

@@ -1,0 +1,280 @@
+// llmfile command line: completion, tokenizer modes, help and version.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "runtime/engine.h"
+
+#define LLMFILE_VERSION "0.1.0"
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int fail(const char *msg) {
+    fprintf(stderr, "llmfile: error: %s\n", msg);
+    return 1;
+}
+
+// The model used when no -m is given: $LLMFILE_MODEL, else the one
+// tools/setup_default_model.sh links into the cache.
+static const char *default_model_path(char *buf, size_t cap) {
+    const char *env = getenv("LLMFILE_MODEL");
+    if (env && *env) return env;
+    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (cache && *cache) snprintf(buf, cap, "%s/llmfile/default.gguf", cache);
+    else snprintf(buf, cap, "%s/.cache/llmfile/default.gguf", home ? home : ".");
+    return buf;
+}
+
+enum { MAX_PROMPT_FILE = 64 << 20 };
+
+static int read_file(const char *path, char **out, size_t *len, llm_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(err, "cannot open prompt file '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        if (cap >= MAX_PROMPT_FILE) {
+            free(buf);
+            fclose(f);
+            return err_set(err, "prompt file '%s' is larger than %d MiB", path, MAX_PROMPT_FILE >> 20);
+        }
+        cap *= 2;
+        char *bigger = realloc(buf, cap + 1);
+        if (!bigger) free(buf);
+        buf = bigger;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf) return err_set(err, "out of memory reading '%s'", path);
+    if (bad) {
+        free(buf);
+        return err_set(err, "cannot read prompt file '%s'", path);
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static void print_escaped_piece(const char *s, int n) {
+    putchar('\'');
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c == '\'') fputs("\\'", stdout);
+        else if (c < 0x20) printf("\\x%02x", c);
+        else putchar(c);
+    }
+    putchar('\'');
+}
+
+static int run_tokenize(const struct engine *e, const struct cli_args *a, const char *text, size_t len) {
+    llm_err err;
+    int32_t *ids;
+    int n = engine_tokenize(e, text, len, !a->no_bos, a->parse_special, &ids, &err);
+    if (n < 0) return fail(err.msg);
+    const struct tok_vocab *v = engine_vocab(e);
+    if (a->ids_only) {
+        putchar('[');
+        for (int i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
+        puts("]");
+    } else {
+        char piece[1024];
+        for (int i = 0; i < n; i++) {
+            int len_p = tok_piece(v, ids[i], piece, sizeof piece, true);
+            printf("%6d -> ", ids[i]);
+            print_escaped_piece(piece, len_p < (int)sizeof piece ? len_p : (int)sizeof piece);
+            putchar('\n');
+        }
+    }
+    free(ids);
+    return 0;
+}
+
+static int run_detokenize(const struct engine *e, const char *text) {
+    const struct tok_vocab *v = engine_vocab(e);
+    struct tok_stream st;
+    tok_stream_init(&st, false);
+    size_t cap = 3 * (tok_max_piece(v) + 8);
+    char *out = malloc(cap);
+    if (!out) return fail("out of memory");
+    const char *p = text;
+    while (*p) {
+        if (strchr("[], \t\n", *p)) {
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        long id = strtol(p, &end, 10);
+        if (end == p || errno || id < 0 || id >= tok_n_vocab(v)) {
+            free(out);
+            char msg[160];
+            snprintf(msg, sizeof msg, "--detokenize: '%.20s' at offset %zu is not a token id (0..%d)", p,
+                     (size_t)(p - text), tok_n_vocab(v) - 1);
+            return fail(msg);
+        }
+        int n = tok_stream_push(v, &st, (int32_t)id, out, cap);
+        fwrite(out, 1, (size_t)(n > 0 ? n : 0), stdout);
+        p = end;
+    }
+    int n = tok_stream_flush(&st, out, cap);
+    fwrite(out, 1, (size_t)(n > 0 ? n : 0), stdout);
+    putchar('\n');
+    free(out);
+    return 0;
+}
+
+static int run_generate(struct engine *e, const struct cli_args *a, const char *text, size_t len,
+                        double load_ms) {
+    llm_err err;
+    const struct tok_vocab *v = engine_vocab(e);
+    int32_t *prompt;
+    int n_prompt = engine_tokenize(e, text, len, true, a->parse_special, &prompt, &err);
+    if (n_prompt < 0) return fail(err.msg);
+    if (n_prompt == 0) {
+        free(prompt);
+        return fail("the prompt is empty and the model adds no BOS token: give -p TEXT");
+    }
+    const int64_t n_ctx = engine_n_ctx(e);
+    if (n_prompt >= n_ctx) {
+        free(prompt);
+        char msg[160];
+        snprintf(msg, sizeof msg, "the prompt is %d tokens but the context holds %lld (raise -c)", n_prompt,
+                 (long long)n_ctx);
+        return fail(msg);
+    }
+    struct sampler_params sp = a->sampling;
+    if (!a->seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    struct sampler smp;
+    struct engine_batch batch;
+    if (sampler_init(&smp, &sp, (int32_t)engine_hparams(e)->n_vocab, &err) ||
+        engine_batch_init(&batch, n_prompt, &err)) {
+        free(prompt);
+        return fail(err.msg);
+    }
+    for (int i = 0; i < n_prompt; i++) {
+        engine_batch_add(&batch, prompt[i], i, 0, i == n_prompt - 1);
+        sampler_accept(&smp, prompt[i]);
+    }
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+
+    int rc = 0;
+    const double t0 = now_ms();
+    double t_prompt = 0;
+    int n_gen = 0, n_decoded = 0;
+    size_t piece_cap = 3 * (tok_max_piece(v) + 8);
+    char *piece = malloc(piece_cap);
+    struct tok_stream st;
+    tok_stream_init(&st, false);
+    if (!piece || engine_decode(e, &batch, &err)) {
+        rc = fail(piece ? err.msg : "out of memory");
+        goto done;
+    }
+    t_prompt = now_ms() - t0;
+    const float *logits = engine_logits(e, batch.n - 1);
+    int32_t pos = n_prompt;
+    const double t1 = now_ms();
+    while (a->n_predict < 0 || n_gen < a->n_predict) {
+        const int32_t tok = sampler_sample(&smp, logits);
+        if (tok_is_eog(v, tok)) break;
+        sampler_accept(&smp, tok);
+        n_gen++;
+        int n = tok_stream_push(v, &st, tok, piece, piece_cap);
+        if (n > 0) {
+            fwrite(piece, 1, (size_t)n, stdout);
+            fflush(stdout);
+        }
+        if (a->n_predict >= 0 && n_gen == a->n_predict) break;
+        if (pos >= n_ctx) {
+            fprintf(stderr, "\nllmfile: context full (%lld tokens); stopping (raise -c for more)\n",
+                    (long long)n_ctx);
+            break;
+        }
+        engine_batch_clear(&batch);
+        engine_batch_add(&batch, tok, pos++, 0, true);
+        if (engine_decode(e, &batch, &err)) {
+            rc = fail(err.msg);
+            goto done;
+        }
+        n_decoded++;
+        logits = engine_logits(e, 0);
+    }
+    const double t_gen = now_ms() - t1;
+    int n = tok_stream_flush(&st, piece, piece_cap);
+    if (n > 0) fwrite(piece, 1, (size_t)n, stdout);
+    putchar('\n');
+    fflush(stdout);
+    fprintf(stderr,
+            "llmfile: load %.1f ms | prompt %d tokens, %.1f ms, %.2f tok/s | generated %d tokens, %.1f ms, "
+            "%.2f tok/s | %d threads, %s kernels\n",
+            load_ms, n_prompt, t_prompt, n_prompt / (t_prompt / 1e3), n_gen, t_gen,
+            n_decoded > 0 ? n_decoded / (t_gen / 1e3) : 0.0, engine_n_threads(e), engine_cpu_level(e));
+done:
+    free(piece);
+    free(prompt);
+    engine_batch_free(&batch);
+    sampler_free(&smp);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    struct cli_args a;
+    llm_err err;
+    if (cli_parse(&a, argc, argv, &err)) return fail(err.msg);
+    if (a.mode == MODE_HELP) {
+        cli_print_help();
+        return 0;
+    }
+    if (a.mode == MODE_VERSION) {
+        printf("llmfile %s\n", LLMFILE_VERSION);
+        return 0;
+    }
+    char path_buf[4096];
+    const char *model = a.model_path ? a.model_path : default_model_path(path_buf, sizeof path_buf);
+    if (!a.model_path && access(model, R_OK) != 0) {
+        char msg[4200];
+        snprintf(msg, sizeof msg, "no model given and the default model %s is missing: run `make model` or pass -m FILE",
+                 model);
+        return fail(msg);
+    }
+    char *file_text = NULL;
+    size_t len = 0;
+    const char *text = a.prompt ? a.prompt : "";
+    if (a.prompt_file) {
+        if (read_file(a.prompt_file, &file_text, &len, &err)) return fail(err.msg);
+        text = file_text;
+    } else {
+        len = strlen(text);
+    }
+    struct engine_params ep = {.model_path = model, .n_threads = a.n_threads, .n_ctx = a.n_ctx,
+                               .n_seq_max = 1, .n_batch = a.n_batch};
+    if (a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE) ep.n_ctx = 16; // no decoding happens
+    const double t0 = now_ms();
+    struct engine *e;
+    if (engine_load(&e, &ep, &err)) {
+        free(file_text);
+        return fail(err.msg);
+    }
+    const double load_ms = now_ms() - t0;
+    int rc;
+    if (a.mode == MODE_TOKENIZE) rc = run_tokenize(e, &a, text, len);
+    else if (a.mode == MODE_DETOKENIZE) rc = run_detokenize(e, text);
+    else rc = run_generate(e, &a, text, len, load_ms);
+    engine_free(e);
+    free(file_text);
+    return rc;
+}

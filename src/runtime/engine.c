@@ -1,0 +1,152 @@
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct engine {
+    struct engine_params p;
+    struct model model;
+    struct tok_vocab *vocab;
+    struct pool *pool;
+    struct model_ctx mc;
+    float *logits;           // [n_logit_rows][n_vocab]
+    int64_t logits_cap;      // rows
+    int32_t *logit_row;      // [batch entry] -> row in logits, or -1
+    int32_t logit_row_cap;
+};
+
+int engine_load(struct engine **out, const struct engine_params *p, llm_err *err) {
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) return err_set(err, "out of memory");
+    e->p = *p;
+    if (e->p.n_threads <= 0) e->p.n_threads = cpu_physical_cores();
+    if (e->p.n_seq_max <= 0) e->p.n_seq_max = 1;
+    if (e->p.n_batch <= 0) e->p.n_batch = 512;
+    if (model_load(&e->model, p->model_path, err)) {
+        free(e);
+        return -1;
+    }
+    const struct model_hparams *hp = &e->model.hp;
+    if (e->p.n_ctx <= 0) e->p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (tok_load(&e->vocab, &e->model.file, err)) {
+        err_prefix(err, "%s", p->model_path);
+        goto fail;
+    }
+    if (tok_n_vocab(e->vocab) > hp->n_vocab) {
+        err_set(err, "%s: tokenizer has %d tokens but token_embd.weight only %lld rows", p->model_path,
+                tok_n_vocab(e->vocab), (long long)hp->n_vocab);
+        goto fail;
+    }
+    if (pool_create(&e->pool, e->p.n_threads, err)) goto fail;
+    if (model_ctx_init(&e->mc, &e->model, kern_generic_ops(), e->pool, e->p.n_ctx, e->p.n_seq_max, err))
+        goto fail;
+    *out = e;
+    return 0;
+fail:
+    engine_free(e);
+    return -1;
+}
+
+void engine_free(struct engine *e) {
+    if (!e) return;
+    model_ctx_free(&e->mc);
+    pool_destroy(e->pool);
+    tok_free(e->vocab);
+    model_free(&e->model);
+    free(e->logits);
+    free(e->logit_row);
+    free(e);
+}
+
+const struct model_hparams *engine_hparams(const struct engine *e) { return &e->model.hp; }
+const struct tok_vocab *engine_vocab(const struct engine *e) { return e->vocab; }
+const struct model *engine_model(const struct engine *e) { return &e->model; }
+int64_t engine_n_ctx(const struct engine *e) { return e->p.n_ctx; }
+int engine_n_threads(const struct engine *e) { return e->p.n_threads; }
+const char *engine_cpu_level(const struct engine *e) { return e->mc.kc.ops->level; }
+
+int engine_decode(struct engine *e, const struct engine_batch *b, llm_err *err) {
+    const int64_t n_vocab = e->model.hp.n_vocab;
+    if (b->n > e->logit_row_cap) {
+        int32_t *rows = realloc(e->logit_row, (size_t)b->n * sizeof *rows);
+        if (!rows) return err_set(err, "out of memory");
+        e->logit_row = rows;
+        e->logit_row_cap = b->n;
+    }
+    int64_t n_rows = 0;
+    for (int32_t i = 0; i < b->n; i++) e->logit_row[i] = b->logits[i] ? (int32_t)n_rows++ : -1;
+    if (n_rows > e->logits_cap) {
+        float *l = realloc(e->logits, (size_t)n_rows * (size_t)n_vocab * sizeof(float));
+        if (!l) return err_set(err, "out of memory for %lld rows of logits", (long long)n_rows);
+        e->logits = l;
+        e->logits_cap = n_rows;
+    }
+    int64_t row = 0;
+    for (int32_t start = 0; start < b->n; start += e->p.n_batch) {
+        const int32_t n = b->n - start < e->p.n_batch ? b->n - start : e->p.n_batch;
+        struct model_batch mb = {n, b->token + start, b->pos + start, b->seq + start, b->logits + start};
+        int got = model_decode(&e->mc, &mb, e->logits + row * n_vocab, err);
+        if (got < 0) return -1;
+        row += got;
+    }
+    return 0;
+}
+
+const float *engine_logits(const struct engine *e, int32_t i) {
+    if (i < 0 || i >= e->logit_row_cap || e->logit_row[i] < 0) return NULL;
+    return e->logits + (size_t)e->logit_row[i] * (size_t)e->model.hp.n_vocab;
+}
+
+void engine_seq_rm(struct engine *e, int32_t seq, int32_t p0, int32_t p1) { kv_seq_rm(&e->mc.kv, seq, p0, p1); }
+int32_t engine_seq_pos_max(const struct engine *e, int32_t seq) { return kv_seq_pos_max(&e->mc.kv, seq); }
+
+int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_special,
+                    bool parse_special, int32_t **out, llm_err *err) {
+    int cap = (int)(len < 1 << 20 ? len : 1 << 20) + 8;
+    for (;;) {
+        int32_t *ids = malloc((size_t)cap * sizeof *ids);
+        if (!ids) return err_set(err, "out of memory tokenizing %zu bytes", len);
+        int n = tok_encode(e->vocab, text, len, add_special, parse_special, ids, cap, err);
+        if (n < 0 || n <= cap) {
+            if (n < 0) free(ids);
+            else *out = ids;
+            return n;
+        }
+        free(ids);
+        cap = n;
+    }
+}
+
+int engine_batch_init(struct engine_batch *b, int32_t cap, llm_err *err) {
+    memset(b, 0, sizeof *b);
+    b->token = malloc((size_t)cap * sizeof *b->token);
+    b->pos = malloc((size_t)cap * sizeof *b->pos);
+    b->seq = malloc((size_t)cap * sizeof *b->seq);
+    b->logits = malloc((size_t)cap * sizeof *b->logits);
+    if (!b->token || !b->pos || !b->seq || !b->logits) {
+        engine_batch_free(b);
+        return err_set(err, "out of memory for a batch of %d", cap);
+    }
+    b->cap = cap;
+    return 0;
+}
+
+void engine_batch_free(struct engine_batch *b) {
+    free(b->token);
+    free(b->pos);
+    free(b->seq);
+    free(b->logits);
+    memset(b, 0, sizeof *b);
+}
+
+void engine_batch_clear(struct engine_batch *b) { b->n = 0; }
+
+int engine_batch_add(struct engine_batch *b, int32_t token, int32_t pos, int32_t seq, bool logits) {
+    if (b->n >= b->cap) return -1;
+    b->token[b->n] = token;
+    b->pos[b->n] = pos;
+    b->seq[b->n] = seq;
+    b->logits[b->n] = logits;
+    b->n++;
+    return 0;
+}

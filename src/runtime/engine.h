@@ -1,0 +1,64 @@
+// runtime/: the one public engine API. Loads a model with its tokenizer, owns
+// the threads, the kernels and the KV cache, and decodes batches of tokens
+// from one or more sequences, as llama_decode does.
+#ifndef LLMFILE_RUNTIME_ENGINE_H
+#define LLMFILE_RUNTIME_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "model/model.h"
+#include "sample/sample.h"
+#include "tok/tok.h"
+
+struct engine_params {
+    const char *model_path;
+    int n_threads;       // <= 0: physical cores
+    int64_t n_ctx;       // KV cells shared by all sequences; <= 0: min(4096, trained context)
+    int32_t n_seq_max;   // sequences that may be in the cache at once (server slots); <= 0: 1
+    int32_t n_batch;     // tokens per forward pass when a batch is split; <= 0: 512
+};
+
+struct engine_batch {
+    int32_t n;
+    int32_t *token;      // [n]
+    int32_t *pos;        // [n]
+    int32_t *seq;        // [n]
+    bool *logits;        // [n] wants logits
+    int32_t cap;
+};
+
+struct engine;
+
+int  engine_load(struct engine **out, const struct engine_params *p, llm_err *err);
+void engine_free(struct engine *e);
+
+const struct model_hparams *engine_hparams(const struct engine *e);
+const struct tok_vocab *engine_vocab(const struct engine *e);
+const struct model *engine_model(const struct engine *e);
+int64_t engine_n_ctx(const struct engine *e);
+int engine_n_threads(const struct engine *e);
+const char *engine_cpu_level(const struct engine *e);
+
+// Runs the batch (split into n_batch pieces if larger). Afterwards
+// engine_logits(e, i) gives the logits [n_vocab] of batch entry i, if it asked.
+int engine_decode(struct engine *e, const struct engine_batch *b, llm_err *err);
+const float *engine_logits(const struct engine *e, int32_t i);
+
+// Forgets cached tokens of seq (-1: all) with positions in [p0, p1) (p1 < 0: to the end).
+void engine_seq_rm(struct engine *e, int32_t seq, int32_t p0, int32_t p1);
+int32_t engine_seq_pos_max(const struct engine *e, int32_t seq);
+
+// Tokenizes text; returns a malloc'd array in *out and its length, or -1.
+int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_special,
+                    bool parse_special, int32_t **out, llm_err *err);
+
+// Batch helpers.
+int  engine_batch_init(struct engine_batch *b, int32_t cap, llm_err *err);
+void engine_batch_free(struct engine_batch *b);
+void engine_batch_clear(struct engine_batch *b);
+// Returns -1 if the batch is full.
+int  engine_batch_add(struct engine_batch *b, int32_t token, int32_t pos, int32_t seq, bool logits);
+
+#endif
