@@ -19,7 +19,25 @@ ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) $(BASELINE) -D_GNU_SOURCE -pthread -Isr
 LDLIBS  := -lm -pthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/app/*' | sort)
+# Kernel levels: the same sources compiled once per microarchitecture (docs/ARCHITECTURE.md).
+ifeq ($(ARCH),x86_64)
+LEVEL_SRC := $(wildcard src/kern/levels/x86_*.c)
+else ifeq ($(ARCH),aarch64)
+LEVEL_SRC := $(wildcard src/kern/levels/arm_*.c)
+endif
+LEVEL_FLAGS_x86_sse2       :=
+LEVEL_FLAGS_x86_ssse3      := -msse3 -mssse3
+LEVEL_FLAGS_x86_sse42      := $(LEVEL_FLAGS_x86_ssse3) -msse4.1 -msse4.2 -mpopcnt
+LEVEL_FLAGS_x86_avx        := $(LEVEL_FLAGS_x86_sse42) -mavx
+LEVEL_FLAGS_x86_avx2       := $(LEVEL_FLAGS_x86_avx) -mavx2 -mfma -mf16c -mbmi -mbmi2
+LEVEL_FLAGS_x86_avx512     := $(LEVEL_FLAGS_x86_avx2) -mavx512f -mavx512bw -mavx512dq -mavx512vl
+LEVEL_FLAGS_x86_avx512vnni := $(LEVEL_FLAGS_x86_avx512) -mavx512vnni -mavx512bf16
+LEVEL_FLAGS_arm_armv8_0         :=
+LEVEL_FLAGS_arm_armv8_2_dotprod := -march=armv8.2-a+dotprod+fp16
+LEVEL_FLAGS_arm_armv8_6_i8mm    := -march=armv8.6-a+dotprod+fp16+i8mm
+level_flags = $(LEVEL_FLAGS_$(basename $(notdir $(1))))
+
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/app/*' -not -path 'src/kern/levels/*' | sort) $(LEVEL_SRC)
 APP_SRC  := $(shell find src/app -name '*.c' | sort)
 TEST_SRC := $(shell find tests -name 'test_*.c' | sort)
 
@@ -38,11 +56,11 @@ $(BUILD)/llmfile: $(APP_OBJ) $(LIB_OBJ)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(call level_flags,$<) -c -o $@ $<
 
 $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) $(call level_flags,$<) -c -o $@ $<
 
 # Layers and the layers each one may use (see docs/ARCHITECTURE.md). A test in
 # tests/LAYER/ links only LAYER and what is below it, which keeps the layering honest.

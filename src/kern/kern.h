@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cpu.h"
 #include "base/err.h"
 #include "base/fp16.h"
 #include "base/pool.h"
@@ -31,6 +32,19 @@ struct kern_ops {
 
 // The reference level: quant/'s plain-C routines.
 const struct kern_ops *kern_generic_ops(void);
+
+// A CPU level: a compilation of the kernels with one microarchitecture's flags.
+struct kern_level {
+    const char *name;                                // "avx2", used by --cpu-level
+    const char *desc;                                // what CPUs it is for
+    bool (*supported)(const struct cpu_features *f); // can this CPU (and OS) run it
+    const struct kern_ops *(*ops)(void);
+};
+
+// Levels of this architecture, oldest first.
+int kern_levels(const struct kern_level **out);
+// The best level the CPU supports, no higher than `cap` (a level name; NULL or "" = no cap).
+int kern_select(const struct cpu_features *f, const char *cap, const struct kern_level **out, llm_err *err);
 
 // Execution context for the drivers: kernels, threads and scratch memory.
 struct kern_ctx {

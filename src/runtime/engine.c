@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include "base/cpu.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +39,13 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
                 tok_n_vocab(e->vocab), (long long)hp->n_vocab);
         goto fail;
     }
+    struct cpu_features cpu;
+    cpu_detect(&cpu);
+    const struct kern_level *level;
+    const char *cap = e->p.cpu_level ? e->p.cpu_level : getenv("LLMFILE_CPU_LEVEL");
+    if (kern_select(&cpu, cap, &level, err)) goto fail;
     if (pool_create(&e->pool, e->p.n_threads, err)) goto fail;
-    if (model_ctx_init(&e->mc, &e->model, kern_generic_ops(), e->pool, e->p.n_ctx, e->p.n_seq_max, err))
+    if (model_ctx_init(&e->mc, &e->model, level->ops(), e->pool, e->p.n_ctx, e->p.n_seq_max, err))
         goto fail;
     *out = e;
     return 0;

@@ -18,6 +18,7 @@ struct engine_params {
     int64_t n_ctx;       // KV cells shared by all sequences; <= 0: min(4096, trained context)
     int32_t n_seq_max;   // sequences that may be in the cache at once (server slots); <= 0: 1
     int32_t n_batch;     // tokens per forward pass when a batch is split; <= 0: 512
+    const char *cpu_level; // cap on the kernel level (NULL: $LLMFILE_CPU_LEVEL, else the best)
 };
 
 struct engine_batch {

@@ -59,6 +59,12 @@ void cli_print_help(void) {
         "  --parse-special           treat text that spells a special token as that token\n"
         "  --detokenize              -p holds ids (\"1 2 3\" or \"[1, 2, 3]\"); print their text\n"
         "\n"
+        "cpu:\n"
+        "  --cpu-level LEVEL         use kernels no newer than LEVEL (also $LLMFILE_CPU_LEVEL);\n"
+        "                            x86-64: sse2 ssse3 sse42 avx avx2 avx512 avx512vnni\n"
+        "                            arm64: armv8.0 armv8.2 armv8.6\n"
+        "  --cpu-info                print the CPU's features and the level chosen, then exit\n"
+        "\n"
         "other:\n"
         "  -v, --verbose             print model details while loading\n"
         "  -h, --help                this help\n"
@@ -84,6 +90,11 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->mode = MODE_HELP;
         } else if (IS("--version")) {
             a->mode = MODE_VERSION;
+        } else if (IS("--cpu-info")) {
+            a->mode = MODE_CPU_INFO;
+        } else if (IS("--cpu-level")) {
+            const char *val = VALUE();
+            a->cpu_level = val;
         } else if (IS("--tokenize")) {
             a->mode = MODE_TOKENIZE;
         } else if (IS("--detokenize")) {

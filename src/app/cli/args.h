@@ -7,7 +7,7 @@
 
 #include "runtime/engine.h"
 
-enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_HELP, MODE_VERSION };
+enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_HELP, MODE_VERSION, MODE_CPU_INFO };
 
 struct cli_args {
     enum cli_mode mode;
@@ -24,6 +24,8 @@ struct cli_args {
     bool no_bos;              // --no-bos
     bool parse_special;       // --parse-special
     bool verbose;
+    const char *cpu_level;    // --cpu-level
+
 };
 
 // Parses argv; on a bad flag or value writes one line to err and returns -1.

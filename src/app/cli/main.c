@@ -80,6 +80,28 @@ static void print_escaped_piece(const char *s, int n) {
     putchar('\'');
 }
 
+// Prints the CPU's features, every kernel level and the one chosen.
+static int print_cpu_info(const char *cap) {
+    struct cpu_features f;
+    cpu_detect(&f);
+    char feats[512];
+    cpu_features_string(&f, feats, sizeof feats);
+    printf("cpu: %s%s%s\nfeatures: %s\n", f.vendor, f.brand[0] ? " " : "", f.brand, feats);
+    llm_err err;
+    const struct kern_level *chosen;
+    if (kern_select(&f, cap, &chosen, &err)) return fail(err.msg);
+    const struct kern_level *levels;
+    int n = kern_levels(&levels);
+    printf("levels:\n");
+    for (int i = 0; i < n; i++)
+        printf("  %c %-11s %-9s %s\n", &levels[i] == chosen ? '*' : ' ', levels[i].name,
+               levels[i].supported(&f) ? "supported" : "-", levels[i].desc);
+    printf("chosen: %s (%s%s%s)\n", chosen->name,
+           cap && *cap ? "capped by " : "the best level this CPU and OS support",
+           cap && *cap ? "--cpu-level/LLMFILE_CPU_LEVEL=" : "", cap && *cap ? cap : "");
+    return 0;
+}
+
 static int run_tokenize(const struct engine *e, const struct cli_args *a, const char *text, size_t len) {
     llm_err err;
     int32_t *ids;
@@ -239,10 +261,12 @@ int main(int argc, char **argv) {
         cli_print_help();
         return 0;
     }
+    const char *cpu_cap = a.cpu_level ? a.cpu_level : getenv("LLMFILE_CPU_LEVEL");
     if (a.mode == MODE_VERSION) {
         printf("llmfile %s\n", LLMFILE_VERSION);
-        return 0;
+        return print_cpu_info(cpu_cap);
     }
+    if (a.mode == MODE_CPU_INFO) return print_cpu_info(cpu_cap);
     char path_buf[4096];
     const char *model = a.model_path ? a.model_path : default_model_path(path_buf, sizeof path_buf);
     if (!a.model_path && access(model, R_OK) != 0) {
@@ -261,7 +285,7 @@ int main(int argc, char **argv) {
         len = strlen(text);
     }
     struct engine_params ep = {.model_path = model, .n_threads = a.n_threads, .n_ctx = a.n_ctx,
-                               .n_seq_max = 1, .n_batch = a.n_batch};
+                               .n_seq_max = 1, .n_batch = a.n_batch, .cpu_level = a.cpu_level};
     if (a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE) ep.n_ctx = 16; // no decoding happens
     const double t0 = now_ms();
     struct engine *e;

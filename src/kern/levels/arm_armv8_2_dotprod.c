@@ -1,0 +1,2 @@
+#define KERN_LEVEL armv8_2_dotprod
+#include "kern/impl/level.inc"

@@ -1,0 +1,2 @@
+#define KERN_LEVEL avx
+#include "kern/impl/level.inc"

@@ -1,0 +1,2 @@
+#define KERN_LEVEL avx2
+#include "kern/impl/level.inc"

@@ -1,0 +1,2 @@
+#define KERN_LEVEL avx512
+#include "kern/impl/level.inc"

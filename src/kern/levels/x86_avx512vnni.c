@@ -1,0 +1,2 @@
+#define KERN_LEVEL avx512vnni
+#include "kern/impl/level.inc"

@@ -1,0 +1,2 @@
+#define KERN_LEVEL sse2
+#include "kern/impl/level.inc"

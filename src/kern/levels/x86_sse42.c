@@ -1,0 +1,2 @@
+#define KERN_LEVEL sse42
+#include "kern/impl/level.inc"

@@ -1,0 +1,2 @@
+#define KERN_LEVEL ssse3
+#include "kern/impl/level.inc"
