@@ -39,7 +39,7 @@ level_flags = $(LEVEL_FLAGS_$(basename $(notdir $(1))))
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/app/*' -not -path 'src/kern/levels/*' | sort) $(LEVEL_SRC)
 APP_SRC  := $(shell find src/app -name '*.c' | sort)
-TEST_SRC := $(shell find tests -name 'test_*.c' | sort)
+TEST_SRC := $(shell find tests -name 'test_*.c' -o -name 'check_*.c' | sort)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/obj/%.o)

@@ -54,6 +54,22 @@ fail:
     return -1;
 }
 
+int engine_load_vocab(struct engine **out, const char *path, llm_err *err) {
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) return err_set(err, "out of memory");
+    if (gguf_open(&e->model.file, path, err)) {
+        free(e);
+        return -1;
+    }
+    if (tok_load(&e->vocab, &e->model.file, err)) {
+        err_prefix(err, "%s", path);
+        engine_free(e);
+        return -1;
+    }
+    *out = e;
+    return 0;
+}
+
 void engine_free(struct engine *e) {
     if (!e) return;
     model_ctx_free(&e->mc);
@@ -70,9 +86,10 @@ const struct tok_vocab *engine_vocab(const struct engine *e) { return e->vocab; 
 const struct model *engine_model(const struct engine *e) { return &e->model; }
 int64_t engine_n_ctx(const struct engine *e) { return e->p.n_ctx; }
 int engine_n_threads(const struct engine *e) { return e->p.n_threads; }
-const char *engine_cpu_level(const struct engine *e) { return e->mc.kc.ops->level; }
+const char *engine_cpu_level(const struct engine *e) { return e->mc.kc.ops ? e->mc.kc.ops->level : "none"; }
 
 int engine_decode(struct engine *e, const struct engine_batch *b, llm_err *err) {
+    if (!e->pool) return err_set(err, "this engine holds only a vocabulary");
     const int64_t n_vocab = e->model.hp.n_vocab;
     if (b->n > e->logit_row_cap) {
         int32_t *rows = realloc(e->logit_row, (size_t)b->n * sizeof *rows);

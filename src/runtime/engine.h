@@ -33,6 +33,9 @@ struct engine_batch {
 struct engine;
 
 int  engine_load(struct engine **out, const struct engine_params *p, llm_err *err);
+// Loads only the tokenizer of a GGUF file (vocabulary-only files included), for
+// --tokenize / --detokenize; such an engine cannot decode.
+int  engine_load_vocab(struct engine **out, const char *path, llm_err *err);
 void engine_free(struct engine *e);
 
 const struct model_hparams *engine_hparams(const struct engine *e);

@@ -125,15 +125,13 @@ static int run_tokenize(const struct engine *e, const struct cli_args *a, const 
     return 0;
 }
 
+// --detokenize: ids in -p ("1 2 3" or "[1, 2, 3]") back to text, as llama_detokenize.
 static int run_detokenize(const struct engine *e, const char *text) {
     const struct tok_vocab *v = engine_vocab(e);
-    struct tok_stream st;
-    tok_stream_init(&st, false);
-    size_t cap = 3 * (tok_max_piece(v) + 8);
-    char *out = malloc(cap);
-    if (!out) return fail("out of memory");
+    size_t n = 0, cap = 64;
+    int32_t *ids = malloc(cap * sizeof *ids);
     const char *p = text;
-    while (*p) {
+    while (ids && *p) {
         if (strchr("[], \t\n", *p)) {
             p++;
             continue;
@@ -142,20 +140,33 @@ static int run_detokenize(const struct engine *e, const char *text) {
         errno = 0;
         long id = strtol(p, &end, 10);
         if (end == p || errno || id < 0 || id >= tok_n_vocab(v)) {
-            free(out);
+            free(ids);
             char msg[160];
             snprintf(msg, sizeof msg, "--detokenize: '%.20s' at offset %zu is not a token id (0..%d)", p,
                      (size_t)(p - text), tok_n_vocab(v) - 1);
             return fail(msg);
         }
-        int n = tok_stream_push(v, &st, (int32_t)id, out, cap);
-        fwrite(out, 1, (size_t)(n > 0 ? n : 0), stdout);
+        if (n == cap) {
+            int32_t *bigger = realloc(ids, (cap *= 2) * sizeof *ids);
+            if (!bigger) free(ids);
+            ids = bigger;
+            if (!ids) break;
+        }
+        ids[n++] = (int32_t)id;
         p = end;
     }
-    int n = tok_stream_flush(&st, out, cap);
-    fwrite(out, 1, (size_t)(n > 0 ? n : 0), stdout);
+    if (!ids) return fail("out of memory");
+    int64_t len = tok_decode(v, ids, n, NULL, 0, false, false);
+    char *out = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (!out || tok_decode(v, ids, n, out, (size_t)len + 1, false, false) != len) {
+        free(ids);
+        free(out);
+        return fail("cannot detokenize");
+    }
+    fwrite(out, 1, (size_t)len, stdout);
     putchar('\n');
     free(out);
+    free(ids);
     return 0;
 }
 
@@ -286,10 +297,10 @@ int main(int argc, char **argv) {
     }
     struct engine_params ep = {.model_path = model, .n_threads = a.n_threads, .n_ctx = a.n_ctx,
                                .n_seq_max = 1, .n_batch = a.n_batch, .cpu_level = a.cpu_level};
-    if (a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE) ep.n_ctx = 16; // no decoding happens
+    const bool vocab_only = a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE;
     const double t0 = now_ms();
     struct engine *e;
-    if (engine_load(&e, &ep, &err)) {
+    if (vocab_only ? engine_load_vocab(&e, model, &err) : engine_load(&e, &ep, &err)) {
         free(file_text);
         return fail(err.msg);
     }

@@ -1,0 +1,75 @@
+"""The command line: help, version, flag errors, bad model files, context limits."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import BUILD, ROOT
+
+VOCAB = ROOT.parent / "shared" / "testdata" / "vocab" / "ggml-vocab-llama-spm.gguf"
+
+
+def run(llmfile, *args, **kw):
+    return subprocess.run([str(llmfile), *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_help_lists_every_flag(llmfile):
+    proc = run(llmfile, "--help")
+    assert proc.returncode == 0
+    for flag in ["-m", "-p", "-f", "-n", "-c", "-t", "--temp", "--top-k", "--top-p", "--min-p",
+                 "--repeat-penalty", "--seed", "--version", "--tokenize", "--detokenize", "--cpu-level",
+                 "--cpu-info"]:
+        assert f" {flag}" in proc.stdout, flag
+
+
+def test_version(llmfile):
+    proc = run(llmfile, "--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("llmfile ")
+    assert "chosen:" in proc.stdout
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--bogus"], "unknown option '--bogus'"),
+    (["-n"], "-n needs a value"),
+    (["-n", "ten"], "-n expects an integer"),
+    (["-t", "0"], "-t expects an integer in [1,"),
+    (["--temp", "-1"], "--temp expects a number"),
+    (["--top-p", "nan"], "--top-p expects a number"),
+    (["-c", "99999999999"], "-c expects an integer"),
+    (["--cpu-level", "pentium"], "unknown CPU level 'pentium'"),
+    (["-m", "/nonexistent/model.gguf", "-p", "hi"], "/nonexistent/model.gguf"),
+    (["-p", "a", "-f", "b"], "either -p or -f"),
+])
+def test_bad_flags_give_one_clear_line(llmfile, args, expect):
+    proc = run(llmfile, *args)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llmfile: error: "), proc.stderr
+    assert expect in lines[0], lines[0]
+
+
+def test_truncated_model_is_a_clean_error(llmfile, tmp_path):
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(VOCAB.read_bytes()[:5000])
+    proc = run(llmfile, "-m", str(bad), "-p", "hi")
+    assert proc.returncode != 0
+    assert "cut.gguf" in proc.stderr and "llmfile: error:" in proc.stderr
+
+
+def test_vocab_only_file_cannot_generate(llmfile):
+    proc = run(llmfile, "-m", str(VOCAB), "-p", "hi")
+    assert proc.returncode != 0
+    assert "token_embd.weight" in proc.stderr or "missing" in proc.stderr
+
+
+def test_missing_default_model_says_how_to_get_it(llmfile, tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop("LLMFILE_MODEL", None)
+    proc = run(llmfile, "-p", "hi", env=env)
+    assert proc.returncode != 0
+    assert "make model" in proc.stderr
+
+
+def test_prompt_file_missing(llmfile):
+    proc = run(llmfile, "-m", str(VOCAB), "-f", "/nonexistent/prompt.txt")
+    assert proc.returncode != 0 and "/nonexistent/prompt.txt" in proc.stderr
