@@ -47,7 +47,7 @@ SAN_OBJ  := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SAN_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/san-tests/%,$(TEST_SRC))
 
-.PHONY: all test tests run model clean
+.PHONY: all test tests run model deps clean
 .SECONDARY:
 all: $(BUILD)/llmfile
 
@@ -86,14 +86,25 @@ $(BUILD)/san-tests/%: tests/%.c $$(call layer_objs,$$(firstword $$(subst /, ,$$*
 
 tests: $(BUILD)/llmfile $(TEST_BIN) $(SAN_TEST_BIN)
 
-# The whole suite: C unit tests (plain and sanitized) and end-to-end tests, run by pytest.
-test: tests
+# The whole suite: C unit tests (plain and sanitized) and end-to-end tests, run by
+# pytest. Installs what is missing first, in order (a bare machine has no compiler).
+test:
+	@bash tools/install_deps.sh
+	@bash tools/setup_default_model.sh >/dev/null
+	@$(MAKE) --no-print-directory tests
 	$(PYTHON) -m pytest -q tests
 
-model:
-	bash tools/setup_default_model.sh
+deps:
+	@bash tools/install_deps.sh
 
-run: all model
+model:
+	@bash tools/setup_default_model.sh
+
+# Sets everything up from scratch and prints a short completion from the default model.
+run:
+	@bash tools/install_deps.sh
+	@bash tools/setup_default_model.sh >/dev/null
+	@$(MAKE) --no-print-directory all
 	./$(BUILD)/llmfile -p "Once upon a time" -n 48 --temp 0
 
 clean:
