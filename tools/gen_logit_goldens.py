@@ -310,12 +310,12 @@ class LlamaCpp:
             out[k] = np.ctypeslib.as_array(p, shape=(self.n_vocab,))
         return out
 
-    def tokenize(self, text: str, add_special: bool = True):
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False):
         L = self.L
         raw = text.encode("utf-8")
         cap = len(raw) + 16
         buf = (L.llama_token * cap)()
-        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, cap, add_special, False)
+        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, cap, add_special, parse_special)
         if n < 0:
             raise RuntimeError("tokenize failed")
         return [buf[i] for i in range(n)]
