@@ -39,6 +39,19 @@ Variants (all n_embd 256, SentencePiece-style vocab of 384 tokens):
 
 Weight types: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K
 (all 2-D weights incl. token_embd/output in that type; norms and biases F32).
+53 models, about 66 MB in all, written in about a second.
+
+Scales: weights ~N(0, sd) with sd 0.1 for q/k (attention scores with sd ~2.5),
+1/sqrt(fan_in) for the FFN, 0.25 for output.weight (logits sd ~4); q/k norm
+weights ~1.5; gemma3's tied token_embd is small (sd 0.05) with output_norm ~4 and
+post-attention/post-FFN norms ~4, so that the sqrt(n_embd)-scaled input
+embedding does not dominate the residual (otherwise every position's top-1
+would simply be its own input token).
+
+Vocab (384 tokens, tokenizer.ggml.model "llama"): llama/qwen use <unk>=0 <s>=1
+</s>=2, gemma3 uses Gemma's <pad>=0 </s>=1 <s>=2 <unk>=3 and add_space_prefix
+false; then the 256 <0xNN> byte tokens, then '\u2581', a-z, '.', ',', '\n' and
+English words with all their prefixes (so SentencePiece merges reach them).
 """
 from __future__ import annotations
 
