@@ -84,7 +84,9 @@ uint32_t tok_attr(const struct tok_vocab *v, int32_t id); // enum tok_attr bits;
 // drops a leading BOS / trailing EOS that the vocab adds; unparse_special
 // renders control tokens as their text. SentencePiece drops the space prefix of
 // the first token when the vocab adds one. Returns the length, or the needed
-// length if more than cap (then buf content is unspecified).
+// length if more than cap (then buf content is unspecified). With the
+// clean-up some vocabularies ask for (" ," -> ","), the buffer is also used as
+// scratch space; the result is exact either way.
 int64_t tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n, char *buf, size_t cap,
                    bool remove_special, bool unparse_special);
 

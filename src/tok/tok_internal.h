@@ -99,6 +99,13 @@ struct tok_vocab {
     uint64_t *merge_keys;  // hash table of merge ranks: hash; 0 = empty
     uint32_t *merge_vals;  // rank + 1
     size_t merge_mask;
+
+    // BPE pre-tokenizer: regexes applied in order; custom[i] > 0 selects a
+    // hand-written splitter (1 gpt2, 2 llama3, 3 qwen2), else rx[i] is compiled.
+    struct tok_regex *rx[8];
+    int rx_kind[8];
+    int rx_custom[8];
+    int n_rx;
 };
 
 // Output sink shared by the tokenizers: writes while there is room, counts always.

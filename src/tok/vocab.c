@@ -1,6 +1,7 @@
 // Vocabulary loading, special-token handling, encode dispatch, pieces and
 // detokenization. Behaviour follows llama.cpp's llama_vocab (load, special
 // token partitioning, token_to_piece, detokenize) so the ids are identical.
+#include "regex.h"
 #include "tok_internal.h"
 #include "unicode.h"
 
@@ -797,6 +798,7 @@ void tok_free(struct tok_vocab *v) {
     free(v->merge_len);
     free(v->merge_keys);
     free(v->merge_vals);
+    for (int i = 0; i < v->n_rx; i++) tok_regex_free(v->rx[i]);
     free(v);
 }
 
@@ -1090,6 +1092,8 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
 
 int64_t tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n, char *buf, size_t cap,
                    bool remove_special, bool unparse_special) {
+    const size_t n0 = n;
+    const int32_t *ids0 = ids;
     bool remove_space = v->add_space_prefix;
     if (remove_special && v->add_bos && n > 0 && ids[0] == v->bos) {
         remove_space = false;
@@ -1115,7 +1119,16 @@ int64_t tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n, char
         if (pn && total + pn <= cap) memcpy(buf + total, p, pn);
         total += pn;
     }
-    if (total > cap) return (int64_t)total;
+    if (total > cap) {
+        if (!v->clean_spaces) return (int64_t)total;
+        // The clean-up below can only shorten the text: measure it exactly.
+        char *tmp = malloc(total);
+        if (!tmp) return (int64_t)total;
+        int64_t r = tok_decode(v, ids0, n0, tmp, total, remove_special, unparse_special);
+        if (r >= 0 && (size_t)r <= cap && r > 0) memcpy(buf, tmp, (size_t)r);
+        free(tmp);
+        return r;
+    }
     if (v->clean_spaces && total > 0) {
         char *t = buf;
         // " ?", " !", " .", " ,": drop the space.
