@@ -177,14 +177,6 @@ static size_t run_cases(const struct tok_vocab *v, const char *label, struct str
     return ok;
 }
 
-// TEMPORARY while BPE and WordPiece are written: only SentencePiece is checked.
-static bool unimplemented(struct tok_vocab *v, const char *label) {
-    if (tok_get_type(v) == TOK_TYPE_BPE) return false;
-    if (tok_get_type(v) == TOK_TYPE_SPM) return false;
-    printf("%s: skipped (tokenizer type not implemented yet)\n", label);
-    return true;
-}
-
 static struct tok_vocab *load_vocab(const char *path, struct gguf_file *f, double *ms) {
     llm_err err = {{0}};
     if (gguf_open(f, path, &err)) {
@@ -326,10 +318,6 @@ static void test_conformance(void) {
         struct gguf_file f = {0};
         double ms;
         struct tok_vocab *v = load_vocab(path, &f, &ms);
-        if (v && unimplemented(v, names[i])) {
-            tok_free(v);
-            v = NULL;
-        }
         if (v) {
             struct idlines want = parse_out(outp);
             struct strs in = split_inp(inp, il, want.count);
@@ -424,7 +412,6 @@ static void test_goldens(void) {
                            tok_n_vocab(v), nv);
                     have = false;
                 }
-                if (have && unimplemented(v, model)) have = false;
                 if (have) printf("goldens %s: loaded in %.1f ms\n", model, ms);
             }
         }
@@ -885,7 +872,7 @@ static void test_fuzz_files(void) {
         if (!file_exists(path)) continue;
         struct gguf_file f = {0};
         struct tok_vocab *v = load_vocab(path, &f, NULL);
-        if (v && !unimplemented(v, names[i])) fuzz_vocab(v, names[i], 300);
+        if (v) fuzz_vocab(v, names[i], 300);
         tok_free(v);
         gguf_close(&f);
     }
