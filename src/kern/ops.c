@@ -7,7 +7,7 @@
 
 void kern_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
     double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += (double)x[i] * x[i];
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]); // float product, as ggml
     const float scale = 1.0f / sqrtf((float)(sum / n) + eps);
     if (w)
         for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];

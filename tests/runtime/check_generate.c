@@ -1,5 +1,6 @@
 // Greedy generation through the engine API, printing token ids, for comparing
-// with llama.cpp's goldens. Usage: check_generate MODEL N_PREDICT PROMPT
+// with llama.cpp's goldens. Usage: check_generate MODEL N_PREDICT PROMPT [special]
+// ("special": text spelling control tokens becomes those tokens).
 // Prints the prompt's ids on the first line and the N generated ids on the
 // second (argmax every step, not stopping at end-of-text, as the goldens do).
 #include <stdio.h>
@@ -9,8 +10,8 @@
 #include "runtime/engine.h"
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: check_generate MODEL N_PREDICT PROMPT\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: check_generate MODEL N_PREDICT PROMPT [special]\n");
         return 2;
     }
     const int n_predict = atoi(argv[2]);
@@ -22,7 +23,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     int32_t *ids;
-    int n = engine_tokenize(e, argv[3], strlen(argv[3]), true, false, &ids, &err);
+    int n = engine_tokenize(e, argv[3], strlen(argv[3]), true, argc == 5 && !strcmp(argv[4], "special"),
+                            &ids, &err);
     if (n <= 0) {
         fprintf(stderr, "tokenize: %s\n", n < 0 ? err.msg : "no tokens");
         return 2;
