@@ -17,11 +17,12 @@ CHECK = BUILD / "tests" / "runtime" / "check_logits"
 SAN_CHECK = BUILD / "san-tests" / "runtime" / "check_logits"
 
 # Max |ours - llama.cpp| as a fraction of the largest logit at each position.
-# Float weights keep activations in float, so only summation order differs;
-# quantized weights see llama.cpp's SIMD activation rounding (ties to even,
-# 127/amax scaling), which the reference rounds differently at a few elements.
-TOLERANCE = {"F32": 2e-3, "F16": 2e-3, "BF16": 2e-3}
-QUANT_TOLERANCE = 3e-2
+# Measured: float weights within 4e-3 (summation order, exp approximations);
+# quantized weights mostly within 1e-6 until a last-bit float difference flips
+# one activation quant somewhere, after which up to 4e-2. Real bugs move logits
+# by 30% or more (a 2x rope base on gemma3, a wrong rope layout, no window).
+TOLERANCE = {"F32": 6e-3, "F16": 6e-3, "BF16": 6e-3}
+QUANT_TOLERANCE = 6e-2
 
 
 def golden_files():
