@@ -25,6 +25,11 @@ Modes: plain (add_special=False, parse_special=False), special (add_special=Fals
 parse_special=True), addspecial (add_special=True, parse_special=False).
 manifest.tsv lists: golden base name, input file, model file name, add_special,
 parse_special, n_vocab.
+
+Pre-tokenizer coverage: the GPT-2 vocabulary is also re-labelled with every
+pre-tokenizer name in PRE_VARIANTS (tokenizer.ggml.pre replaced, all else kept;
+written to a temporary file) and tokenized in mode plain; its model column is
+"ggml-vocab-gpt-2.gguf@<pre>", which tests/tok/test_tok.c rebuilds in memory.
 """
 from __future__ import annotations
 
@@ -33,9 +38,31 @@ import ctypes
 import os
 import random
 import sys
+import tempfile
 
 SEP = b"\n__ggml_vocab_test__\n"
 MODES = {"plain": (False, False), "special": (False, True), "addspecial": (True, False)}
+PRE_VARIANTS = ["default", "llama-bpe", "qwen2", "deepseek-llm", "deepseek-v3", "falcon", "starcoder", "refact",
+                "command-r", "gpt-4o", "tekken", "poro-chat", "viking", "chameleon", "chatglm-bpe", "smollm",
+                "stablelm2", "dbrx", "olmo", "exaone"]
+
+
+def relabel(src: str, pre: str, dst: str) -> None:
+    """Copies a vocab-only GGUF with tokenizer.ggml.pre set to pre."""
+    import gguf
+    r = gguf.GGUFReader(src)
+    arch = r.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(dst, arch)
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        v = pre if k == "tokenizer.ggml.pre" else f.contents()
+        sub = f.types[1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(k, v, f.types[0], sub_type=sub)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def corpus() -> list[bytes]:
@@ -215,6 +242,21 @@ def main() -> int:
             manifest.append(f"{base}\tcorpus.inp\t{name}\t{int(add_special)}\t{int(parse_special)}\t{n_vocab}")
             print(f"{base}: {len(texts)} strings", file=sys.stderr)
         del m
+    gpt2 = os.path.join(args.vocab_dir, "ggml-vocab-gpt-2.gguf")
+    if os.path.isfile(gpt2):
+        with tempfile.TemporaryDirectory() as tmp:
+            for pre in PRE_VARIANTS:
+                path = os.path.join(tmp, f"gpt2-{pre}.gguf")
+                relabel(gpt2, pre, path)
+                m = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+                name = f"ggml-vocab-gpt-2.gguf@{pre}"
+                lines = [" ".join(str(i) for i in m.tokenize(t, add_bos=False, special=False)) for t in texts]
+                with open(os.path.join(args.out, name + ".plain.out"), "w") as f:
+                    f.write("".join(line + "\n" for line in lines))
+                n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(m.model))
+                manifest.append(f"{name}.plain\tcorpus.inp\t{name}\t0\t0\t{n_vocab}")
+                print(f"{name}.plain: {len(texts)} strings", file=sys.stderr)
+                del m
     with open(os.path.join(args.out, "corpus.inp"), "wb") as f:
         f.write(b"".join(t + SEP for t in texts))
     with open(os.path.join(args.out, "manifest.tsv"), "w") as f:

@@ -379,6 +379,9 @@ static bool find_model(const char *name, char *out, size_t cap) {
     return false;
 }
 
+static int load_variant(const char *model, struct gguf_file *f, struct tok_vocab **v, void **buf,
+                        const struct tok_load_opts *opts, llm_err *load_err);
+
 static void test_goldens(void) {
     size_t ml;
     char *man = read_file(GOLDEN_DIR "/manifest.tsv", &ml);
@@ -387,6 +390,7 @@ static void test_goldens(void) {
     char cur_model[256] = "";
     struct gguf_file f = {0};
     struct tok_vocab *v = NULL;
+    void *vbuf = NULL; // backing memory of a re-labelled variant
     bool have = false;
     for (char *line = strtok(man, "\n"); line; line = strtok(NULL, "\n")) {
         if (line[0] == '#') continue;
@@ -398,10 +402,16 @@ static void test_goldens(void) {
             v = NULL;
             gguf_close(&f);
             memset(&f, 0, sizeof f);
+            free(vbuf);
+            vbuf = NULL;
             snprintf(cur_model, sizeof cur_model, "%s", model);
             char path[1024];
             have = find_model(model, path, sizeof path);
-            if (!have) {
+            if (strchr(model, '@')) {
+                have = load_variant(model, &f, &v, &vbuf, NULL, NULL) == 0;
+                if (!have) printf("goldens %s: skipped (base vocabulary not found)\n", model);
+                else if (tok_n_vocab(v) != nv) have = false;
+            } else if (!have) {
                 printf("goldens %s: skipped (model file not found)\n", model);
             } else {
                 double ms;
@@ -459,6 +469,7 @@ static void test_goldens(void) {
     }
     tok_free(v);
     gguf_close(&f);
+    free(vbuf);
     free(man);
 }
 
@@ -533,6 +544,106 @@ static struct wbuf gguf_begin(uint64_t n_kv) {
 static void gguf_end(struct wbuf *b) {
     static const uint8_t zero[32] = {0};
     wput(b, zero, (32 - b->n % 32) % 32);
+}
+
+// "BASE.gguf@PRE": BASE from the vocab folder with tokenizer.ggml.pre = PRE,
+// every other key copied (tools/gen_tok_goldens.py makes the same file).
+static int load_variant(const char *model, struct gguf_file *f, struct tok_vocab **v, void **buf,
+                        const struct tok_load_opts *opts, llm_err *load_err) {
+    char base[256], path[600];
+    const char *at = strchr(model, '@');
+    snprintf(base, sizeof base, "%.*s", (int)(at - model), model);
+    snprintf(path, sizeof path, "%s/%s", VOCAB_DIR, base);
+    if (!file_exists(path)) return -1;
+    struct gguf_file src = {0};
+    llm_err err = {{0}};
+    if (gguf_open(&src, path, &err)) return -1;
+    struct wbuf b = gguf_begin(src.n_kvs);
+    static const size_t elem[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    for (size_t i = 0; i < src.n_kvs; i++) {
+        const struct gguf_kv *kv = &src.kvs[i];
+        w64(&b, kv->key.len);
+        wput(&b, kv->key.ptr, kv->key.len);
+        bool is_pre = gguf_str_eq(kv->key, "tokenizer.ggml.pre");
+        w32(&b, (uint32_t)kv->type);
+        if (is_pre) {
+            wstr(&b, at + 1);
+        } else if (kv->type == GGUF_TYPE_STRING) {
+            w64(&b, kv->v.s.len);
+            wput(&b, kv->v.s.ptr, kv->v.s.len);
+        } else if (kv->type == GGUF_TYPE_ARRAY) {
+            const struct gguf_arr *a = &kv->v.a;
+            w32(&b, (uint32_t)a->type);
+            w64(&b, a->n);
+            if (a->type == GGUF_TYPE_STRING) {
+                for (uint64_t j = 0; j < a->n; j++) {
+                    struct gguf_str s = gguf_arr_str(a, j);
+                    w64(&b, s.len);
+                    wput(&b, s.ptr, s.len);
+                }
+            } else if (a->type < GGUF_TYPE_COUNT && elem[a->type]) {
+                wput(&b, a->data, a->n * elem[a->type]);
+            } else {
+                gguf_close(&src);
+                free(b.p);
+                return -1;
+            }
+        } else if (kv->type < GGUF_TYPE_COUNT && elem[kv->type]) {
+            uint64_t u = kv->v.u;
+            if (kv->type == GGUF_TYPE_FLOAT32) {
+                float x = (float)kv->v.f;
+                memcpy(&u, &x, 4);
+            } else if (kv->type == GGUF_TYPE_FLOAT64) {
+                memcpy(&u, &kv->v.f, 8);
+            } else if (kv->type == GGUF_TYPE_BOOL) {
+                u = kv->v.b;
+            } else if (kv->type == GGUF_TYPE_INT8 || kv->type == GGUF_TYPE_INT16 || kv->type == GGUF_TYPE_INT32 ||
+                       kv->type == GGUF_TYPE_INT64) {
+                u = (uint64_t)kv->v.i;
+            }
+            wput(&b, &u, elem[kv->type]); // little-endian host
+        }
+    }
+    gguf_close(&src);
+    gguf_end(&b);
+    *buf = b.p;
+    if (gguf_parse(f, b.p, b.n, model, &err) || tok_load_ex(v, f, opts, &err)) {
+        if (load_err) *load_err = err;
+        else CHECK(0, "variant %s: %s", model, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int enc(const struct tok_vocab *v, const char *s, bool add, bool parse, int32_t *out, int max);
+
+// An unknown tokenizer.ggml.pre is an error unless the caller allows the fallback.
+static void test_unknown_pre(void) {
+    struct gguf_file f = {0};
+    struct tok_vocab *v = NULL;
+    void *buf = NULL;
+    llm_err err = {{0}};
+    char path[600];
+    snprintf(path, sizeof path, "%s/ggml-vocab-gpt-2.gguf", VOCAB_DIR);
+    if (!file_exists(path)) return;
+    int rc = load_variant("ggml-vocab-gpt-2.gguf@no-such-pre", &f, &v, &buf, NULL, &err);
+    CHECK(rc != 0 && strstr(err.msg, "unknown pre-tokenizer") && strstr(err.msg, "no-such-pre"), "unknown pre: %s",
+          err.msg);
+    tok_free(v);
+    gguf_close(&f);
+    free(buf);
+    memset(&f, 0, sizeof f);
+    v = NULL;
+    struct tok_load_opts opts = {.allow_unknown_pre = true};
+    rc = load_variant("ggml-vocab-gpt-2.gguf@no-such-pre", &f, &v, &buf, &opts, &err);
+    CHECK(rc == 0 && v && strcmp(tok_pre_name(v), "default") == 0, "fallback to default: %s", err.msg);
+    if (v) {
+        int32_t ids[16];
+        CHECK(enc(v, "Hello world", false, false, ids, 16) == 2, "fallback tokenizes");
+    }
+    tok_free(v);
+    gguf_close(&f);
+    free(buf);
 }
 
 // A small SentencePiece vocabulary: <unk> <s> </s>, 256 byte tokens, then pieces.
@@ -883,6 +994,7 @@ int main(void) {
     test_stream_bytes();
     test_conformance();
     test_goldens();
+    test_unknown_pre();
     test_gemma();
     test_fuzz_files();
     return CHECK_DONE();
