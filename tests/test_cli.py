@@ -73,3 +73,42 @@ def test_missing_default_model_says_how_to_get_it(llmfile, tmp_path):
 def test_prompt_file_missing(llmfile):
     proc = run(llmfile, "-m", str(VOCAB), "-f", "/nonexistent/prompt.txt")
     assert proc.returncode != 0 and "/nonexistent/prompt.txt" in proc.stderr
+
+
+VOCAB_DIR = ROOT.parent / "shared" / "testdata" / "vocab"
+SEPARATOR = "\n__ggml_vocab_test__\n"
+
+
+@pytest.mark.skipif(not VOCAB_DIR.exists(), reason="../shared/testdata/vocab not present")
+@pytest.mark.parametrize("vocab", ["llama-spm", "phi-3", "gpt-2", "mpt", "deepseek-coder", "bert-bge"])
+def test_tokenize_ids_mode_matches_conformance(llmfile, vocab):
+    path = VOCAB_DIR / f"ggml-vocab-{vocab}.gguf"
+    inputs = path.with_suffix(".gguf.inp").read_text(encoding="utf-8").split(SEPARATOR)
+    outputs = path.with_suffix(".gguf.out").read_text(encoding="utf-8").split("\n")
+    for text, expected in list(zip(inputs, outputs))[:12]:
+        if not text:
+            continue  # an empty -p is a different mode (nothing to tokenize)
+        proc = run(llmfile, "--tokenize", "--ids", "--no-bos", "-m", str(path), "-p", text)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "[" + ", ".join(expected.split()) + "]", repr(text)
+
+
+def test_detokenize_round_trip(llmfile):
+    path = VOCAB_DIR / "ggml-vocab-gpt-2.gguf"
+    text = "Hello, wörld! 123 \u4e16\u754c"
+    ids = run(llmfile, "--tokenize", "--ids", "--no-bos", "-m", str(path), "-p", text).stdout.strip()
+    proc = run(llmfile, "--detokenize", "-m", str(path), "-p", ids)
+    assert proc.returncode == 0 and proc.stdout == text + "\n"
+
+
+def test_unknown_pre_tokenizer_is_an_error_unless_allowed(llmfile, tmp_path):
+    data = (VOCAB_DIR / "ggml-vocab-gpt-2.gguf").read_bytes()
+    key = b"tokenizer.ggml.pre"
+    at = data.index(key) + len(key) + 4 + 8  # value type (u32), string length (u64)
+    assert data[at:at + 5] == b"gpt-2"
+    bogus = tmp_path / "bogus-pre.gguf"
+    bogus.write_bytes(data[:at] + b"zzz-9" + data[at + 5:])
+    proc = run(llmfile, "--tokenize", "-m", str(bogus), "-p", "hi")
+    assert proc.returncode != 0 and "zzz-9" in proc.stderr
+    proc = run(llmfile, "--tokenize", "--allow-unknown-pre", "--ids", "--no-bos", "-m", str(bogus), "-p", "hi")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[5303]"

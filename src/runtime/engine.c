@@ -30,7 +30,8 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     }
     const struct model_hparams *hp = &e->model.hp;
     if (e->p.n_ctx <= 0) e->p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-    if (tok_load(&e->vocab, &e->model.file, err)) {
+    struct tok_load_opts opts = {.allow_unknown_pre = p->allow_unknown_pre};
+    if (tok_load_ex(&e->vocab, &e->model.file, &opts, err)) {
         err_prefix(err, "%s", p->model_path);
         goto fail;
     }
@@ -54,14 +55,15 @@ fail:
     return -1;
 }
 
-int engine_load_vocab(struct engine **out, const char *path, llm_err *err) {
+int engine_load_vocab(struct engine **out, const char *path, bool allow_unknown_pre, llm_err *err) {
     struct engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, "out of memory");
     if (gguf_open(&e->model.file, path, err)) {
         free(e);
         return -1;
     }
-    if (tok_load(&e->vocab, &e->model.file, err)) {
+    struct tok_load_opts opts = {.allow_unknown_pre = allow_unknown_pre};
+    if (tok_load_ex(&e->vocab, &e->model.file, &opts, err)) {
         err_prefix(err, "%s", path);
         engine_free(e);
         return -1;

@@ -19,6 +19,7 @@ struct engine_params {
     int32_t n_seq_max;   // sequences that may be in the cache at once (server slots); <= 0: 1
     int32_t n_batch;     // tokens per forward pass when a batch is split; <= 0: 512
     const char *cpu_level; // cap on the kernel level (NULL: $LLMFILE_CPU_LEVEL, else the best)
+    bool allow_unknown_pre; // an unknown BPE pre-tokenizer falls back to the default one
 };
 
 struct engine_batch {
@@ -35,7 +36,7 @@ struct engine;
 int  engine_load(struct engine **out, const struct engine_params *p, llm_err *err);
 // Loads only the tokenizer of a GGUF file (vocabulary-only files included), for
 // --tokenize / --detokenize; such an engine cannot decode.
-int  engine_load_vocab(struct engine **out, const char *path, llm_err *err);
+int  engine_load_vocab(struct engine **out, const char *path, bool allow_unknown_pre, llm_err *err);
 void engine_free(struct engine *e);
 
 const struct model_hparams *engine_hparams(const struct engine *e);

@@ -57,6 +57,8 @@ void cli_print_help(void) {
         "  --ids                     with --tokenize: print only the ids, as [1, 2, 3]\n"
         "  --no-bos                  with --tokenize: do not add BOS/EOS\n"
         "  --parse-special           treat text that spells a special token as that token\n"
+        "  --allow-unknown-pre       a BPE vocabulary with an unknown pre-tokenizer falls back to the\n"
+        "                            default (GPT-2) splitting instead of failing\n"
         "  --detokenize              -p holds ids (\"1 2 3\" or \"[1, 2, 3]\"); print their text\n"
         "\n"
         "cpu:\n"
@@ -105,6 +107,8 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->no_bos = true;
         } else if (IS("--parse-special")) {
             a->parse_special = true;
+        } else if (IS("--allow-unknown-pre")) {
+            a->allow_unknown_pre = true;
         } else if (IS("-v") || IS("--verbose")) {
             a->verbose = true;
         } else if (IS("-m") || IS("--model")) {

@@ -23,6 +23,7 @@ struct cli_args {
     bool ids_only;            // --ids
     bool no_bos;              // --no-bos
     bool parse_special;       // --parse-special
+    bool allow_unknown_pre;   // --allow-unknown-pre
     bool verbose;
     const char *cpu_level;    // --cpu-level
 

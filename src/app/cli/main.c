@@ -296,11 +296,11 @@ int main(int argc, char **argv) {
         len = strlen(text);
     }
     struct engine_params ep = {.model_path = model, .n_threads = a.n_threads, .n_ctx = a.n_ctx,
-                               .n_seq_max = 1, .n_batch = a.n_batch, .cpu_level = a.cpu_level};
+                               .n_seq_max = 1, .n_batch = a.n_batch, .cpu_level = a.cpu_level, .allow_unknown_pre = a.allow_unknown_pre};
     const bool vocab_only = a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE;
     const double t0 = now_ms();
     struct engine *e;
-    if (vocab_only ? engine_load_vocab(&e, model, &err) : engine_load(&e, &ep, &err)) {
+    if (vocab_only ? engine_load_vocab(&e, model, a.allow_unknown_pre, &err) : engine_load(&e, &ep, &err)) {
         free(file_text);
         return fail(err.msg);
     }
