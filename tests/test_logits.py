@@ -70,3 +70,13 @@ def test_logits_under_sanitizers(name, test_models):
                            str(TOLERANCE.get(wtype, QUANT_TOLERANCE))], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", ["llama-F32", "qwen3-Q8_0", "gemma3-F16", "gemma3l6-Q8_0"])
+def test_two_sequences_in_one_batch(name, test_models):
+    """Two sequences decoded together (one with an earlier prefix) each give llama.cpp's logits."""
+    wtype = name.split("-")[-1]
+    proc = subprocess.run([str(CHECK), str(test_models / f"{name}.gguf"), str(GOLDENS / f"{name}.bin"),
+                           str(TOLERANCE.get(wtype, QUANT_TOLERANCE)), "multi"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,6 +1,9 @@
 // Compares llmfile's logits with llama.cpp's for one model and one golden file
 // (format: tools/gen_logit_goldens.py). Usage:
-//   check_logits MODEL.gguf GOLDEN.bin MAX_REL_ERR
+//   check_logits MODEL.gguf GOLDEN.bin MAX_REL_ERR [multi]
+// With "multi" the sequence is decoded as two sequences at once (ids 0 and 1,
+// interleaved in one batch, the second preceded by a half-length prefix
+// decoded earlier) and both must match: the KV cache keeps sequences apart.
 // MAX_REL_ERR bounds max|ours - theirs| / max|theirs| over each position. The
 // top-1 token must match wherever llama.cpp's top-2 margin exceeds the error.
 #include <math.h>
@@ -41,8 +44,8 @@ bad:
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: check_logits MODEL.gguf GOLDEN.bin MAX_REL_ERR\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: check_logits MODEL.gguf GOLDEN.bin MAX_REL_ERR [multi]\n");
         return 2;
     }
     const double tol = atof(argv[3]);
@@ -50,7 +53,8 @@ int main(int argc, char **argv) {
     if (read_golden(argv[2], &g)) return 2;
     llm_err err;
     struct engine *e;
-    struct engine_params p = {.model_path = argv[1], .n_threads = 2, .n_ctx = g.n_tokens + 8};
+    const bool multi = argc == 5 && !strcmp(argv[4], "multi");
+    struct engine_params p = {.model_path = argv[1], .n_threads = 2, .n_ctx = 2 * g.n_tokens + 8, .n_seq_max = 2};
     if (engine_load(&e, &p, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
@@ -59,11 +63,37 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vocab %lld != golden %u\n", (long long)engine_hparams(e)->n_vocab, g.n_vocab);
         return 2;
     }
-    const bool sequential = g.flags & 1;
+    const bool sequential = (g.flags & 1) && !multi;
     struct engine_batch b;
-    engine_batch_init(&b, (int32_t)g.n_tokens, &err);
+    engine_batch_init(&b, 2 * (int32_t)g.n_tokens, &err);
     float *ours = malloc((size_t)g.n_tokens * g.n_vocab * sizeof *ours);
-    for (uint32_t i = 0; i < g.n_tokens; i++) {
+    float *ours2 = malloc((size_t)g.n_tokens * g.n_vocab * sizeof *ours2);
+    const uint32_t half = g.n_tokens / 2;
+    if (multi) {
+        // Sequence 1 first gets the first half alone; then one batch carries all of
+        // sequence 0 interleaved with the rest of sequence 1.
+        for (uint32_t i = 0; i < half; i++) engine_batch_add(&b, g.tokens[i], (int32_t)i, 1, true);
+        if (engine_decode(e, &b, &err)) {
+            fprintf(stderr, "decode: %s\n", err.msg);
+            return 2;
+        }
+        for (uint32_t i = 0; i < half; i++)
+            memcpy(ours2 + (size_t)i * g.n_vocab, engine_logits(e, (int32_t)i), g.n_vocab * sizeof(float));
+        engine_batch_clear(&b);
+        for (uint32_t i = 0; i < g.n_tokens; i++) {
+            engine_batch_add(&b, g.tokens[i], (int32_t)i, 0, true);
+            if (i >= half) engine_batch_add(&b, g.tokens[i], (int32_t)i, 1, true);
+        }
+        if (engine_decode(e, &b, &err)) {
+            fprintf(stderr, "decode: %s\n", err.msg);
+            return 2;
+        }
+        for (int32_t j = 0; j < b.n; j++) {
+            float *dst = b.seq[j] == 0 ? ours : ours2;
+            memcpy(dst + (size_t)b.pos[j] * g.n_vocab, engine_logits(e, j), g.n_vocab * sizeof(float));
+        }
+    }
+    for (uint32_t i = 0; i < g.n_tokens && !multi; i++) {
         if (sequential) engine_batch_clear(&b);
         engine_batch_add(&b, g.tokens[i], (int32_t)i, 0, true);
         if (sequential || i + 1 == g.n_tokens) {
@@ -79,8 +109,10 @@ int main(int argc, char **argv) {
     }
     double worst = 0;
     int failures = 0;
-    for (uint32_t i = 0; i < g.n_tokens; i++) {
-        const float *t = g.logits + (size_t)i * g.n_vocab, *o = ours + (size_t)i * g.n_vocab;
+    for (uint32_t k = 0; k < (multi ? 2 : 1) * g.n_tokens; k++) {
+        const uint32_t i = k % g.n_tokens;
+        const float *t = g.logits + (size_t)i * g.n_vocab;
+        const float *o = (k < g.n_tokens ? ours : ours2) + (size_t)i * g.n_vocab;
         double scale = 0, diff = 0;
         uint32_t top_t = 0, top_o = 0;
         for (uint32_t v = 0; v < g.n_vocab; v++) {
@@ -105,9 +137,10 @@ int main(int argc, char **argv) {
             failures++;
         }
     }
-    printf("%s: %u positions, worst relative error %.3g (allowed %.3g), %d failures\n", argv[2], g.n_tokens,
+    printf("%s: %u positions, worst relative error %.3g (allowed %.3g), %d failures\n", argv[2], (multi ? 2 : 1) * g.n_tokens,
            worst, tol, failures);
     free(ours);
+    free(ours2);
     engine_batch_free(&b);
     engine_free(e);
     free(g.tokens);
