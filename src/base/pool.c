@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,7 +18,9 @@
 #define cpu_relax() ((void)0)
 #endif
 
-enum { SPIN_ITERATIONS = 1 << 16 };
+// Workers spin (cheap wake-up between the hundreds of jobs of one token), then
+// yield (so an oversubscribed core still runs the thread that has work), then sleep.
+enum { SPIN_ITERATIONS = 1 << 12, YIELD_ITERATIONS = 1 << 10 };
 
 struct pool {
     int n_threads;
@@ -49,6 +52,10 @@ static void *worker_main(void *arg_) {
                !atomic_load_explicit(&p->stop, memory_order_acquire)) {
             if (++spins < SPIN_ITERATIONS) {
                 cpu_relax();
+                continue;
+            }
+            if (spins < SPIN_ITERATIONS + YIELD_ITERATIONS) {
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->lock);
@@ -120,7 +127,10 @@ void pool_run(struct pool *p, pool_fn fn, void *ctx) {
     if (p->n_sleeping) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     fn(ctx, 0, p->n_threads);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) cpu_relax();
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) != 0; spins++) {
+        if (spins < SPIN_ITERATIONS) cpu_relax();
+        else sched_yield(); // a worker may be waiting for this core
+    }
 }
 
 int cpu_physical_cores(void) {
