@@ -72,3 +72,18 @@ def test_cli_greedy_text_matches(llmfile, model):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == case["prompt"] + case["text"] + "\n"
     assert "generated 64 tokens" in proc.stderr and "tok/s" in proc.stderr
+
+
+def test_prompt_longer_than_context_is_one_clear_error(llmfile, model):
+    proc = subprocess.run([str(llmfile), "-m", str(model), "-c", "4", "-p", "one two three four five six"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "llmfile: error: the prompt is 7 tokens but the context holds 4 (raise -c)"]
+
+
+def test_generation_stops_when_context_is_full(llmfile, model):
+    proc = subprocess.run([str(llmfile), "-m", str(model), "-c", "12", "-n", "-1", "--temp", "0", "-p", "Once upon a time"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "context full (12 tokens)" in proc.stderr
