@@ -87,3 +87,28 @@ def test_generation_stops_when_context_is_full(llmfile, model):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "context full (12 tokens)" in proc.stderr
+
+
+LEVELS = {"x86_64": ["sse2", "ssse3", "sse42", "avx", "avx2", "avx512", "avx512vnni"],
+          "aarch64": ["armv8.0", "armv8.2", "armv8.6"]}.get(os.uname().machine, [])
+
+
+def supported_levels(llmfile):
+    out = subprocess.run([str(llmfile), "--cpu-info"], capture_output=True, text=True).stdout
+    return [l for l in LEVELS if any(line.split()[:2] in ([l, "supported"], ["*", l]) for line in out.splitlines())]
+
+
+def test_same_greedy_tokens_at_every_cpu_level(llmfile, model):
+    # A prompt without near-ties: levels sum floats in different orders, which may
+    # legitimately flip a near-tie (see test_same_tokens_as_llamacpp).
+    case = max(GOLDEN["cases"], key=lambda c: min(c["top1_margin"][:16]))
+    levels = supported_levels(llmfile)
+    assert levels, "no CPU level reported as supported"
+    outputs = {}
+    for level in levels:
+        env = dict(os.environ, LLMFILE_CPU_LEVEL=level)
+        proc = subprocess.run([str(CHECK), str(model), "16", case["prompt"]], capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr
+        outputs[level] = proc.stdout
+    assert len(set(outputs.values())) == 1, outputs
