@@ -30,11 +30,8 @@ struct kern_ops {
     quant_from_f32_fn quantize[QUANT_TYPE_COUNT]; // f32 row -> activation type, by activation type
 };
 
-// The reference level: quant/'s plain-C routines, except that activations are
-// quantized to Q8_0/Q8_1 as ggml's SIMD code does (kern_quantize_q8_0/1).
+// The reference level: quant/'s plain-C routines.
 const struct kern_ops *kern_generic_ops(void);
-void kern_quantize_q8_0(const float *restrict x, void *restrict dst, int64_t n);
-void kern_quantize_q8_1(const float *restrict x, void *restrict dst, int64_t n);
 
 // A CPU level: a compilation of the kernels with one microarchitecture's flags.
 struct kern_level {

@@ -1,46 +1,10 @@
 // Matrix multiply driver: converts activations to the weight's dot type once,
 // then splits the output across threads (rows for generation, row x batch
 // tiles for prompt processing) and calls the level's dot kernel.
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kern.h"
-
-// Activations to Q8_0 / Q8_1 the way ggml's x86 and ARM SIMD code does it
-// (scale 127/amax, round half to even) rather than its scalar reference
-// (1/d, round half away): llama.cpp runs the SIMD code, and matching it keeps
-// greedy generation identical. Every level uses these semantics.
-static float quantize_q8_block(const float *x, int8_t *q, int *sum) {
-    float amax = 0;
-    for (int j = 0; j < QUANT_QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-    const float d = amax / 127.f, id = amax != 0.0f ? 127.f / amax : 0.0f;
-    int s = 0;
-    for (int j = 0; j < QUANT_QK; j++) {
-        q[j] = (int8_t)nearbyintf(x[j] * id);
-        s += q[j];
-    }
-    *sum = s;
-    return d;
-}
-
-void kern_quantize_q8_0(const float *restrict x, void *restrict dst, int64_t n) {
-    block_q8_0 *y = dst;
-    for (int64_t i = 0; i < n / QUANT_QK; i++, x += QUANT_QK) {
-        int sum;
-        y[i].d = fp32_to_fp16(quantize_q8_block(x, y[i].qs, &sum));
-    }
-}
-
-void kern_quantize_q8_1(const float *restrict x, void *restrict dst, int64_t n) {
-    block_q8_1 *y = dst;
-    for (int64_t i = 0; i < n / QUANT_QK; i++, x += QUANT_QK) {
-        int sum;
-        const float d = quantize_q8_block(x, y[i].qs, &sum);
-        y[i].d = fp32_to_fp16(d);
-        y[i].s = fp32_to_fp16(d * (float)sum);
-    }
-}
 
 const struct kern_ops *kern_generic_ops(void) {
     static struct kern_ops ops;
@@ -53,8 +17,6 @@ const struct kern_ops *kern_generic_ops(void) {
             ops.dot[t] = tr->vec_dot;
             ops.quantize[t] = tr->from_f32;
         }
-        ops.quantize[QUANT_Q8_0] = kern_quantize_q8_0;
-        ops.quantize[QUANT_Q8_1] = kern_quantize_q8_1;
         ready = 1;
     }
     return &ops;

@@ -181,6 +181,12 @@ static void attn_norm_job(void *ctx, int ith, int nth) {
                      f->mc->model->hp.norm_eps);
 }
 
+// x += post_norm ? rmsnorm(t) * post_norm : t (t is overwritten).
+static void add_residual(float *x, float *t, const float *post_norm, int64_t n, float eps) {
+    if (post_norm) kern_rmsnorm(t, t, post_norm, n, eps);
+    for (int64_t j = 0; j < n; j++) x[j] += t[j];
+}
+
 static void ffn_norm_job(void *ctx, int ith, int nth) {
     struct fwd *f = ctx;
     const struct model_hparams *hp = &f->mc->model->hp;
@@ -188,9 +194,8 @@ static void ffn_norm_job(void *ctx, int ith, int nth) {
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
-        float *x = f->mc->w.x + i * e, *t = f->mc->w.tmp + i * e;
-        if (f->layer->post_attn_norm) kern_rmsnorm(t, t, f->layer->post_attn_norm, e, hp->norm_eps);
-        for (int64_t j = 0; j < e; j++) x[j] += t[j];
+        float *x = f->mc->w.x + i * e;
+        add_residual(x, f->mc->w.tmp + i * e, f->layer->post_attn_norm, e, hp->norm_eps);
         kern_rmsnorm(f->mc->w.xn + i * e, x, f->layer->ffn_norm, e, hp->norm_eps);
     }
 }
@@ -213,11 +218,8 @@ static void ffn_out_job(void *ctx, int ith, int nth) {
     const int64_t e = hp->n_embd;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
-    for (long i = b0; i < b1; i++) {
-        float *x = f->mc->w.x + i * e, *t = f->mc->w.tmp + i * e;
-        if (f->layer->post_ffn_norm) kern_rmsnorm(t, t, f->layer->post_ffn_norm, e, hp->norm_eps);
-        for (int64_t j = 0; j < e; j++) x[j] += t[j];
-    }
+    for (long i = b0; i < b1; i++)
+        add_residual(f->mc->w.x + i * e, f->mc->w.tmp + i * e, f->layer->post_ffn_norm, e, hp->norm_eps);
 }
 
 static void add_bias(float *y, const float *bias, int64_t n) {
