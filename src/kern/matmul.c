@@ -1,6 +1,10 @@
-// Matrix multiply driver: converts activations to the weight's dot type once,
-// then splits the output across threads (rows for generation, row x batch
-// tiles for prompt processing) and calls the level's dot kernel.
+// Matrix multiply driver. Prompt processing (n >= the level's min_n) is a
+// GEMM: activations are converted once per matrix into the kernel's layout,
+// then each thread takes whole panels of weight rows, packs one into its own
+// buffer and runs the register-blocked tile kernel over every column tile
+// (see struct kern_gemm). Generation (small n) streams each weight row once:
+// activations are converted to the weight's vec_dot_type and the level's
+// multi-row GEMV (or, without one, its dot) runs over each thread's rows.
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,24 +36,48 @@ int kern_ctx_init(struct kern_ctx *kc, const struct kern_ops *ops, struct pool *
 
 void kern_ctx_free(struct kern_ctx *kc) {
     free(kc->scratch);
-    kc->scratch = NULL;
-    kc->scratch_cap = 0;
+    free(kc->panels);
+    kc->scratch = kc->panels = NULL;
+    kc->scratch_cap = kc->panel_cap = 0;
 }
 
-struct matmul_job {
+enum {
+    ALIGN = 64,           // cache line: packed panels, prepared tiles and y rows per thread
+    ROWS_PER_UNIT = 16,   // GEMV/dot rows are split across threads in units of this many
+                          // rows (64 bytes of y), so no two threads write one cache line
+    GEMV_ROWS = 8,        // rows per GEMV call when n > 1: their weights stay in L1
+                          // while every activation row passes
+    ACT_L2_BYTES = 1 << 20, // prepared activations of one k chunk stay in L2 across panels
+};
+
+static void *align_up(void *p) { return (void *)(((uintptr_t)p + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1)); }
+
+// Grows a buffer to at least `need` usable bytes from a 64-byte boundary.
+static int reserve(void **buf, size_t *cap, size_t need, llm_err *err) {
+    if (need <= *cap) return 0;
+    void *p = realloc(*buf, need + ALIGN);
+    if (!p) return err_set(err, "matmul: out of memory (%zu bytes of scratch)", need);
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+// ---- GEMV / dot path ----------------------------------------------------------------
+
+struct vec_job {
     const struct kern_ops *ops;
     const struct kern_mat *w;
-    const float *x;         // [n][w->cols]
+    const float *x;  // [n][w->cols]
     int64_t n;
-    void *act;              // [n][act_row_bytes]
+    void *act;       // [n][act_row_bytes] in vec_dot_type
     size_t act_row_bytes;
     int act_type;
-    float *y;               // [n][y_stride]
+    float *y;        // [n][y_stride]
     int64_t y_stride;
 };
 
 static void quantize_job(void *ctx, int ith, int nth) {
-    struct matmul_job *j = ctx;
+    struct vec_job *j = ctx;
     long b, e;
     pool_split((long)j->n, ith, nth, &b, &e);
     quant_from_f32_fn q = j->ops->quantize[j->act_type];
@@ -57,23 +85,146 @@ static void quantize_job(void *ctx, int ith, int nth) {
         q(j->x + i * j->w->cols, (char *)j->act + (size_t)i * j->act_row_bytes, j->w->cols);
 }
 
-enum { BATCH_TILE = 16 }; // activation rows that stay in L1 while a weight row streams
+static void vec_job_rows(const struct kern_mat *w, int ith, int nth, int64_t *r0, int64_t *r1) {
+    long u0, u1;
+    pool_split((long)((w->rows + ROWS_PER_UNIT - 1) / ROWS_PER_UNIT), ith, nth, &u0, &u1);
+    *r0 = (int64_t)u0 * ROWS_PER_UNIT;
+    *r1 = (int64_t)u1 * ROWS_PER_UNIT < w->rows ? (int64_t)u1 * ROWS_PER_UNIT : w->rows;
+}
+
+static void gemv_job(void *ctx, int ith, int nth) {
+    struct vec_job *j = ctx;
+    const struct kern_mat *w = j->w;
+    kern_gemv_fn gemv = j->ops->gemv[w->type];
+    int64_t r0, r1;
+    vec_job_rows(w, ith, nth, &r0, &r1);
+    if (j->n == 1) { // one call: the kernel streams the rows and prefetches ahead
+        if (r1 > r0)
+            gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
+                 j->act, j->y + r0);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += GEMV_ROWS) {
+        const int nr = (int)(r1 - r < GEMV_ROWS ? r1 - r : GEMV_ROWS);
+        const void *wr = (const char *)w->data + (size_t)r * w->row_bytes;
+        for (int64_t c = 0; c < j->n; c++)
+            gemv(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
+                 j->y + c * j->y_stride + r);
+    }
+}
 
 static void dot_job(void *ctx, int ith, int nth) {
-    struct matmul_job *j = ctx;
+    struct vec_job *j = ctx;
     const struct kern_mat *w = j->w;
     quant_vec_dot_fn dot = j->ops->dot[w->type];
-    long r0, r1;
-    pool_split((long)w->rows, ith, nth, &r0, &r1);
-    for (int64_t b0 = 0; b0 < j->n; b0 += BATCH_TILE) {
-        const int64_t b1 = b0 + BATCH_TILE < j->n ? b0 + BATCH_TILE : j->n;
-        for (long r = r0; r < r1; r++) {
-            const void *wr = (const char *)w->data + (size_t)r * w->row_bytes;
-            for (int64_t b = b0; b < b1; b++)
-                j->y[b * j->y_stride + r] =
-                    dot(w->cols, wr, (const char *)j->act + (size_t)b * j->act_row_bytes);
+    int64_t r0, r1;
+    vec_job_rows(w, ith, nth, &r0, &r1);
+    for (int64_t rb = r0; rb < r1; rb += GEMV_ROWS) {
+        const int64_t re = rb + GEMV_ROWS < r1 ? rb + GEMV_ROWS : r1;
+        for (int64_t c = 0; c < j->n; c++) {
+            const void *a = (const char *)j->act + (size_t)c * j->act_row_bytes;
+            for (int64_t r = rb; r < re; r++)
+                j->y[c * j->y_stride + r] = dot(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, a);
         }
     }
+}
+
+static int matmul_vec(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n, float *y,
+                      int64_t y_stride, llm_err *err) {
+    const int act_type = quant_get(w->type)->vec_dot_type;
+    if (!kc->ops->quantize[act_type])
+        return err_set(err, "matmul: cannot convert activations to type %d", act_type);
+    const size_t act_row_bytes = quant_row_bytes(act_type, w->cols);
+    if (act_row_bytes == 0)
+        return err_set(err, "matmul: row of %lld values does not fit type %s", (long long)w->cols,
+                       quant_get(act_type)->name);
+    if (reserve(&kc->scratch, &kc->scratch_cap, act_row_bytes * (size_t)n, err)) return -1;
+    struct vec_job job = {kc->ops, w, x, n, align_up(kc->scratch), act_row_bytes, act_type, y, y_stride};
+    if (n == 1) quantize_job(&job, 0, 1);
+    else pool_run(kc->pool, quantize_job, &job);
+    pool_run(kc->pool, kc->ops->gemv[w->type] ? gemv_job : dot_job, &job);
+    return 0;
+}
+
+// ---- GEMM path -----------------------------------------------------------------------
+
+struct gemm_job {
+    const struct kern_gemm *g;
+    const struct kern_mat *w;
+    const float *x;       // [n][w->cols]
+    int64_t n;
+    uint8_t *act;         // [n_tiles][tile_bytes]: prepared column tiles
+    size_t tile_bytes;
+    int64_t n_tiles;
+    int64_t kc;           // values per k chunk (a multiple of k_align)
+    uint8_t *panels;      // [threads][panel_bytes]
+    size_t panel_bytes;
+    float *y;             // [n][y_stride]
+    int64_t y_stride;
+};
+
+static void prep_job(void *ctx, int ith, int nth) {
+    struct gemm_job *j = ctx;
+    const struct kern_gemm *g = j->g;
+    long c0, c1;
+    pool_split((long)j->n, ith, nth, &c0, &c1);
+    for (long c = c0; c < c1; c++) {
+        uint8_t *dst = j->act + (size_t)(c / g->rn) * j->tile_bytes + (size_t)(c % g->rn) * g->act_block;
+        g->prep(j->x + c * j->w->cols, j->w->cols, dst, (size_t)g->rn * g->act_block);
+    }
+}
+
+static void gemm_job(void *ctx, int ith, int nth) {
+    struct gemm_job *j = ctx;
+    const struct kern_gemm *g = j->g;
+    const struct kern_mat *w = j->w;
+    uint8_t *panel = j->panels + (size_t)ith * j->panel_bytes;
+    long p0, p1;
+    pool_split((long)((w->rows + g->rm - 1) / g->rm), ith, nth, &p0, &p1);
+    for (long p = p0; p < p1; p++) {
+        const int64_t r = (int64_t)p * g->rm;
+        const int nr = (int)(w->rows - r < g->rm ? w->rows - r : g->rm);
+        const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int64_t k0 = 0; k0 < w->cols; k0 += j->kc) {
+            const int64_t kc = w->cols - k0 < j->kc ? w->cols - k0 : j->kc;
+            g->pack(wr, w->row_bytes, nr, k0, kc, panel);
+            const size_t act_off = (size_t)(k0 / g->k_align) * (size_t)g->rn * g->act_block;
+            for (int64_t t = 0; t < j->n_tiles; t++) {
+                const int64_t c = t * g->rn;
+                const int nc = (int)(j->n - c < g->rn ? j->n - c : g->rn);
+                g->tile(panel, nr, kc, j->act + (size_t)t * j->tile_bytes + act_off, nc,
+                        j->y + c * j->y_stride + r, j->y_stride, k0 > 0);
+            }
+        }
+    }
+}
+
+static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const struct kern_mat *w,
+                       const float *x, int64_t n, float *y, int64_t y_stride, llm_err *err) {
+    const struct quant_traits *tr = quant_get(w->type);
+    if (w->cols % tr->block_elems || w->row_bytes != quant_row_bytes(w->type, w->cols))
+        return err_set(err, "matmul: %s rows of %lld values do not make whole blocks", tr->name,
+                       (long long)w->cols);
+    const int64_t blocks = (w->cols + g->k_align - 1) / g->k_align; // the row padded up
+    const int64_t n_tiles = (n + g->rn - 1) / g->rn;
+    const size_t tile_bytes = ((size_t)blocks * (size_t)g->rn * g->act_block + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    // k chunks: the prepared activations of one chunk stay in L2 while the
+    // panels pass; a chunk is a whole number of blocks
+    const size_t act_per_block = (size_t)n_tiles * (size_t)g->rn * g->act_block;
+    int64_t kb = kc->gemm_kc > 0 ? kc->gemm_kc / g->k_align : (int64_t)(ACT_L2_BYTES / act_per_block);
+    if (kb < 1) kb = 1;
+    if (kb > blocks) kb = blocks;
+    const int64_t kchunk = kb * g->k_align;
+    const size_t panel_bytes = ((size_t)kb * g->panel_block + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    const int nth = pool_size(kc->pool);
+    if (reserve(&kc->scratch, &kc->scratch_cap, tile_bytes * (size_t)n_tiles, err) ||
+        reserve(&kc->panels, &kc->panel_cap, panel_bytes * (size_t)nth, err))
+        return -1;
+    struct gemm_job job = {g, w, x, n, align_up(kc->scratch), tile_bytes, n_tiles, kchunk,
+                           align_up(kc->panels), panel_bytes, y, y_stride};
+    pool_run(kc->pool, prep_job, &job);
+    pool_run(kc->pool, gemm_job, &job);
+    return 0;
 }
 
 int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
@@ -81,23 +232,10 @@ int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, i
     const struct quant_traits *tr = quant_get(w->type);
     if (!tr || !kc->ops->dot[w->type])
         return err_set(err, "matmul: weight type %d has no kernel", w->type);
-    const int act_type = tr->vec_dot_type;
-    if (!kc->ops->quantize[act_type])
-        return err_set(err, "matmul: cannot convert activations to type %d", act_type);
-    const size_t act_row_bytes = quant_row_bytes(act_type, w->cols);
-    if (act_row_bytes == 0)
-        return err_set(err, "matmul: row of %lld values does not fit type %s", (long long)w->cols,
-                       quant_get(act_type)->name);
-    const size_t need = act_row_bytes * (size_t)n;
-    if (need > kc->scratch_cap) {
-        void *p = realloc(kc->scratch, need);
-        if (!p) return err_set(err, "matmul: out of memory (%zu bytes of activations)", need);
-        kc->scratch = p;
-        kc->scratch_cap = need;
-    }
-    struct matmul_job job = {kc->ops, w, x, n, kc->scratch, act_row_bytes, act_type, y, y_stride};
-    if (n == 1) quantize_job(&job, 0, 1);
-    else pool_run(kc->pool, quantize_job, &job);
-    pool_run(kc->pool, dot_job, &job);
-    return 0;
+    if (n <= 0) return 0;
+    const struct kern_gemm *g = kc->ops->gemm[w->type];
+    // gather indices are i32 byte offsets of a panel's rows
+    if (g && n >= g->min_n && (uint64_t)w->row_bytes * (uint64_t)g->rm < (1ull << 31))
+        return matmul_gemm(kc, g, w, x, n, y, y_stride, err);
+    return matmul_vec(kc, w, x, n, y, y_stride, err);
 }

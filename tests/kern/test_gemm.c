@@ -1,0 +1,230 @@
+// kern_matmul at every CPU level this machine runs, against the reference:
+// y[c][r] = quant/'s plain-C dot of weight row r with activation row c
+// (converted by the level's own quantizer, itself checked against quant/ in
+// test_levels.c). Sizes are awkward on purpose: m not a multiple of any panel
+// height, n = 1..33 (the GEMV path below the level's min_n, GEMM tiles with
+// every remainder above it), k not a multiple of the float kernels' steps,
+// k chunks forced smaller than k, and 1, 2 or 3 threads. Weights are quantized
+// random floats or random valid block bytes; the tolerance is relative to
+// sum |w_i a_i| (the scale of the rounding a reordered float sum can show).
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kern/kern.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+
+static uint64_t rng_next(void) { // splitmix64
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(void) { return (double)(rng_next() >> 11) * 0x1.0p-53; }
+
+static float rng_normal(void) {
+    const double u1 = rng_uniform() + 0x1.0p-60, u2 = rng_uniform();
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+// Random magnitudes per 32 values, zero stretches and outliers.
+static void fill_random(float *x, int64_t n) {
+    float scale = 1.0f;
+    int kind = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (i % 32 == 0) {
+            scale = (float)exp(rng_uniform() * 6.0 - 4.0);
+            kind = (int)(rng_next() % 12);
+        }
+        if (kind == 0) x[i] = 0.0f;
+        else x[i] = rng_normal() * scale * (rng_next() % 64 == 0 ? 10.0f : 1.0f);
+    }
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static void put16(uint8_t *p, fp16_t v) { memcpy(p, &v, 2); }
+static fp16_t random_scale16(void) { return fp32_to_fp16((float)(rng_normal() * 0.05)); }
+
+// Random block bytes with finite scales and int8 quants in [-127, 127].
+static void random_blocks(int type, uint8_t *w, size_t bytes) {
+    const size_t bs = quant_get(type)->block_bytes;
+    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)rng_next();
+    for (size_t off = 0; off < bytes; off += bs) {
+        uint8_t *b = w + off;
+        switch (type) {
+        case QUANT_Q4_0: case QUANT_Q5_0: put16(b, random_scale16()); break;
+        case QUANT_Q4_1: case QUANT_Q5_1: put16(b, random_scale16()); put16(b + 2, random_scale16()); break;
+        case QUANT_Q8_0:
+            put16(b, random_scale16());
+            for (int j = 2; j < 34; j++) if (b[j] == 0x80) b[j] = 0x81;
+            break;
+        case QUANT_Q2_K: put16(b + 80, random_scale16()); put16(b + 82, random_scale16()); break;
+        case QUANT_Q3_K: put16(b + 108, random_scale16()); break;
+        case QUANT_Q4_K: case QUANT_Q5_K: put16(b, random_scale16()); put16(b + 2, random_scale16()); break;
+        case QUANT_Q6_K: put16(b + 208, random_scale16()); break;
+        default: break;
+        }
+    }
+}
+
+static const int types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q5_0, QUANT_Q4_1, QUANT_Q5_1, QUANT_Q4_K,
+                            QUANT_Q5_K, QUANT_Q6_K, QUANT_Q3_K, QUANT_Q2_K, QUANT_F16,  QUANT_BF16,
+                            QUANT_F32};
+#define N_TYPES (int)(sizeof types / sizeof types[0])
+
+// Shapes (m, k in blocks; floats: k in values).
+static const int64_t shapes_q[][2] = {{1, 1}, {17, 3}, {40, 2}, {33, 7}};
+static const int64_t shapes_k[][2] = {{5, 1}, {17, 2}, {40, 3}};
+static const int64_t shapes_f[][2] = {{3, 1}, {17, 7}, {33, 33}, {40, 100}, {65, 257}};
+
+static int failures_shown;
+
+// One matmul at level o with nt threads and k chunk kc (0 = automatic),
+// against the reference, for n = 1..n_max.
+static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, int64_t m, int64_t k,
+                         int64_t n, int random_bytes, int64_t kchunk) {
+    const struct kern_ops *g = kern_generic_ops();
+    const struct quant_traits *tr = quant_get(type), *ta = quant_get(tr->vec_dot_type);
+    const size_t rb = quant_row_bytes(type, k), ab = quant_row_bytes(tr->vec_dot_type, k);
+    uint8_t *w = xmalloc(rb * (size_t)m), *a = xmalloc(ab);
+    float *x = xmalloc(sizeof(float) * (size_t)(n * k)), *af = xmalloc(sizeof(float) * (size_t)k);
+    const int64_t ys = m + 3; // y rows with a gap, which must stay untouched
+    float *y = xmalloc(sizeof(float) * (size_t)(n * ys));
+    if (random_bytes && tr->block_elems > 1) {
+        random_blocks(type, w, rb * (size_t)m);
+    } else {
+        float *row = xmalloc(sizeof(float) * (size_t)k);
+        for (int64_t r = 0; r < m; r++) {
+            fill_random(row, k);
+            g->quantize[type](row, w + (size_t)r * rb, k);
+        }
+        free(row);
+    }
+    fill_random(x, n * k);
+    for (int64_t i = 0; i < n * ys; i++) y[i] = -12345.0f;
+
+    struct kern_ctx kc;
+    llm_err err = {0};
+    kern_ctx_init(&kc, o, pool, &err);
+    kc.gemm_kc = kchunk;
+    const struct kern_mat mat = {w, type, m, k, rb};
+    const int rc = kern_matmul(&kc, &mat, x, n, y, ys, &err);
+    CHECK(rc == 0, "%s: matmul %s failed: %s", o->level, tr->name, err.msg);
+    const struct kern_gemm *gm = o->gemm[type];
+    const char *path = gm && n >= gm->min_n ? "gemm" : o->gemv[type] ? "gemv" : "dot";
+    float *wfs = xmalloc(sizeof(float) * (size_t)(m * k)), *wmax = xmalloc(sizeof(float) * (size_t)(m * k));
+    for (int64_t r = 0; r < m; r++) {
+        float *wf = wfs + r * k;
+        tr->to_f32(w + (size_t)r * rb, wf, k);
+        for (int64_t b0 = 0; b0 < k; b0 += tr->block_elems) { // block maxima (see below)
+            float mx = 0.0f;
+            for (int64_t i = b0; i < b0 + tr->block_elems; i++) mx = fabsf(wf[i]) > mx ? fabsf(wf[i]) : mx;
+            for (int64_t i = b0; i < b0 + tr->block_elems; i++) wmax[r * k + i] = mx;
+        }
+    }
+    for (int64_t c = 0; c < n && rc == 0; c++) {
+        o->quantize[tr->vec_dot_type](x + c * k, a, k);
+        ta->to_f32(a, af, k);
+        for (int64_t r = 0; r < m; r++) {
+            const float want = g->dot[type](k, w + (size_t)r * rb, a);
+            // Rounding scale: sum |w a|, plus (small) the block maxima times |a|:
+            // kernels that split a block's sum into unsigned quants minus an
+            // offset round on those partial sums even where w a cancels.
+            double mag = 0.0, mag_blocks = 0.0;
+            for (int64_t i = 0; i < k; i++) {
+                mag += fabs((double)wfs[r * k + i] * af[i]);
+                mag_blocks += (double)wmax[r * k + i] * fabs(af[i]);
+            }
+            const double err_abs = fabs((double)y[c * ys + r] - want);
+            const int ok = err_abs <= 3e-5 * mag + 2e-6 * mag_blocks + 1e-30;
+            CHECK(ok, "%s %s (%s) m=%lld k=%lld n=%lld kc=%lld threads=%d%s: y[%lld][%lld] = %.9g, want %.9g (|sum w a| %.3g)",
+                  o->level, tr->name, path, (long long)m, (long long)k, (long long)n, (long long)kchunk,
+                  pool_size(pool), random_bytes ? " random bytes" : "", (long long)c, (long long)r,
+                  y[c * ys + r], want, mag);
+            if (!ok && ++failures_shown > 30) exit(1);
+        }
+        for (int64_t r = m; r < ys; r++)
+            CHECK(y[c * ys + r] == -12345.0f, "%s %s (%s): wrote y[%lld][%lld] past the rows", o->level,
+                  tr->name, path, (long long)c, (long long)r);
+    }
+    free(wfs);
+    free(wmax);
+    kern_ctx_free(&kc);
+    free(w);
+    free(a);
+    free(x);
+    free(af);
+    free(y);
+}
+
+// Levels with matrix kernels get every n in 1..33; the others (the dot path of
+// the driver, whose dots test_levels.c covers) a few.
+static void test_level(const struct kern_ops *o, struct pool **pools, int n_pools) {
+    int full = 0;
+    for (int t = 0; t < QUANT_TYPE_COUNT; t++) full |= o->gemm[t] != NULL || o->gemv[t] != NULL;
+    static const int64_t few_n[] = {1, 2, 9, 33};
+    const int64_t n_count = full ? 33 : (int64_t)(sizeof few_n / sizeof few_n[0]);
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        const int type = types[ti];
+        const struct quant_traits *tr = quant_get(type);
+        const int is_k = tr->block_elems == 256, is_f = tr->block_elems == 1;
+        const int64_t(*shapes)[2] = is_f ? shapes_f : is_k ? shapes_k : shapes_q;
+        const int n_shapes = is_f ? (int)(sizeof shapes_f / sizeof shapes_f[0])
+                           : is_k ? (int)(sizeof shapes_k / sizeof shapes_k[0])
+                                  : (int)(sizeof shapes_q / sizeof shapes_q[0]);
+        for (int si = 0; si < n_shapes; si++) {
+            const int64_t m = shapes[si][0], k = shapes[si][1] * tr->block_elems;
+            struct pool *pool = pools[si % n_pools];
+            for (int64_t ni = 0; ni < n_count; ni++) {
+                const int64_t n = full ? ni + 1 : few_n[ni];
+                // every other n with a k chunk of one block (several chunks when k allows)
+                const int64_t kchunk = n % 2 ? 0 : (is_f ? 8 : tr->block_elems);
+                check_matmul(o, pool, type, m, k, n, (int)(n % 3 == 0), kchunk);
+            }
+        }
+        check_matmul(o, pools[n_pools - 1], type, 70, (is_f ? 300 : 2) * tr->block_elems, 64, 0, 0);
+    }
+}
+
+int main(void) {
+    struct cpu_features f;
+    cpu_detect(&f);
+    struct pool *pools[3];
+    llm_err err = {0};
+    for (int i = 0; i < 3; i++)
+        if (pool_create(&pools[i], i + 1, &err)) {
+            fprintf(stderr, "pool: %s\n", err.msg);
+            return 1;
+        }
+    const struct kern_level *levels;
+    const int n = kern_levels(&levels);
+    test_level(kern_generic_ops(), pools, 3);
+    printf("tested generic\n");
+    for (int i = 0; i < n; i++) {
+        if (!levels[i].supported(&f)) {
+            printf("skipped level %s (CPU lacks it)\n", levels[i].name);
+            continue;
+        }
+        const struct kern_ops *o = levels[i].ops();
+        test_level(o, pools, 3);
+        int n_gemm = 0;
+        for (int t = 0; t < QUANT_TYPE_COUNT; t++) n_gemm += o->gemm[t] != NULL;
+        printf("tested level %s (%d types with a GEMM kernel)\n", levels[i].name, n_gemm);
+        fflush(stdout);
+    }
+    for (int i = 0; i < 3; i++) pool_destroy(pools[i]);
+    return CHECK_DONE();
+}
