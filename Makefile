@@ -47,7 +47,7 @@ SAN_OBJ  := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SAN_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/san-tests/%,$(TEST_SRC))
 
-.PHONY: all test tests run model deps clean
+.PHONY: all test tests run model deps clean bench-matmul
 .SECONDARY:
 all: $(BUILD)/llmfile
 
@@ -96,6 +96,13 @@ test:
 
 deps:
 	@bash tools/install_deps.sh
+
+# kern_matmul speed on TinyLlama-shaped matrices (bench/matmul_bench.c).
+bench-matmul: $(BUILD)/bench/matmul_bench
+
+$(BUILD)/bench/matmul_bench: bench/matmul_bench.c $(call layer_objs,kern,$(BUILD)/obj,$(LIB_OBJ))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 model:
 	@bash tools/setup_default_model.sh

@@ -1,0 +1,134 @@
+// Matrix multiply speed of kern_matmul alone, on the matrices of one layer of
+// a TinyLlama-1.1B-shaped model (bench/make_bench_models.py): q, k, v, o,
+// gate, up (2048 inputs) and down (5632 inputs), random weights.
+//
+//   make bench-matmul && build/bench/matmul_bench [-t THREADS] [-n TOKENS] [-r REPS]
+//        [-l LEVEL] [TYPE...]          TYPE: f32 f16 bf16 q8_0 q4_0 ... (default: the
+//                                      prompt-processing types f16 q8_0 q4_0 q4_K q6_K)
+//
+// Prints, per type, the best of REPS passes over the layer's matrices: ms per
+// layer, GOP/s (2 * m * k * n per matrix) and the tokens/s that 22 such layers
+// would give if nothing else took time (an upper bound for prompt processing;
+// with -n 1, for generation: GB/s of weights streamed). The same from process
+// CPU time / threads follows: on a machine shared with other work, wall time
+// includes time the threads were not running, CPU time does not.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kern/kern.h"
+
+static double clock_s(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static const struct { const char *name; int64_t m, k; } SHAPES[] = {
+    {"q", 2048, 2048}, {"k", 256, 2048}, {"v", 256, 2048}, {"o", 2048, 2048},
+    {"gate", 5632, 2048}, {"up", 5632, 2048}, {"down", 2048, 5632},
+};
+#define N_SHAPES (int)(sizeof SHAPES / sizeof SHAPES[0])
+
+static int type_by_name(const char *s) {
+    for (int t = 0; t < QUANT_TYPE_COUNT; t++) {
+        const struct quant_traits *tr = quant_get(t);
+        if (tr && strcmp(tr->name, s) == 0) return t;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    int threads = 2, reps = 3;
+    int64_t n = 512;
+    const char *level = NULL;
+    const char *types[32];
+    int n_types = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-l") && i + 1 < argc) level = argv[++i];
+        else if (n_types < 32) types[n_types++] = argv[i];
+    }
+    if (!n_types) {
+        static const char *def[] = {"f16", "q8_0", "q4_0", "q4_K", "q6_K"};
+        for (int i = 0; i < 5; i++) types[n_types++] = def[i];
+    }
+    struct cpu_features f;
+    cpu_detect(&f);
+    const struct kern_level *lv;
+    llm_err err = {0};
+    if (kern_select(&f, level, &lv, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    struct pool *pool;
+    if (pool_create(&pool, threads, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    struct kern_ctx kc;
+    kern_ctx_init(&kc, lv->ops(), pool, &err);
+    if (getenv("GEMM_KC")) kc.gemm_kc = atoll(getenv("GEMM_KC"));
+    float *x = malloc(sizeof(float) * (size_t)(n * 5632)), *y = malloc(sizeof(float) * (size_t)(n * 5632));
+    for (int64_t i = 0; i < n * 5632; i++) x[i] = frand();
+    printf("level %s, %d threads, n = %lld\n", lv->name, threads, (long long)n);
+    for (int ti = 0; ti < n_types; ti++) {
+        const int type = type_by_name(types[ti]);
+        if (type < 0 || !quant_get(type)->vec_dot) {
+            fprintf(stderr, "unknown weight type %s\n", types[ti]);
+            return 1;
+        }
+        struct kern_mat mats[N_SHAPES];
+        double ops = 0.0, bytes = 0.0;
+        for (int s = 0; s < N_SHAPES; s++) {
+            const int64_t m = SHAPES[s].m, k = SHAPES[s].k;
+            const size_t rb = quant_row_bytes(type, k);
+            uint8_t *w = malloc(rb * (size_t)m);
+            float *row = malloc(sizeof(float) * (size_t)k);
+            for (int64_t r = 0; r < m; r++) {
+                for (int64_t i = 0; i < k; i++) row[i] = frand() * 0.05f;
+                quant_get(type)->from_f32(row, w + (size_t)r * rb, k);
+            }
+            free(row);
+            mats[s] = (struct kern_mat){w, type, m, k, rb};
+            ops += 2.0 * (double)m * (double)k * (double)n;
+            bytes += (double)(rb * (size_t)m);
+        }
+        double best = 1e30, best_cpu = 1e30;
+        for (int rep = 0; rep < reps; rep++) {
+            const double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+            for (int s = 0; s < N_SHAPES; s++)
+                if (kern_matmul(&kc, &mats[s], x, n, y, mats[s].rows, &err)) {
+                    fprintf(stderr, "%s\n", err.msg);
+                    return 1;
+                }
+            const double t = clock_s(CLOCK_MONOTONIC) - t0;
+            const double tc = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / threads;
+            if (t < best) best = t;
+            if (tc < best_cpu) best_cpu = tc;
+        }
+        printf("  %-5s %8.2f ms/layer  %7.1f GOP/s  %7.1f GB/s weights  %8.1f tok/s (22 layers, matmuls only)"
+               "  | by CPU time: %7.1f GOP/s %8.1f tok/s\n",
+               quant_get(type)->name, best * 1e3, ops / best * 1e-9, bytes / best * 1e-9,
+               (double)n / (22.0 * best), ops / best_cpu * 1e-9, (double)n / (22.0 * best_cpu));
+        fflush(stdout);
+        for (int s = 0; s < N_SHAPES; s++) free((void *)mats[s].data);
+    }
+    kern_ctx_free(&kc);
+    pool_destroy(pool);
+    free(x);
+    free(y);
+    return 0;
+}
