@@ -86,7 +86,7 @@ static const int types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q5_0, QUANT_Q4_1, QUAN
 #define N_TYPES (int)(sizeof types / sizeof types[0])
 
 // Shapes (m, k in blocks; floats: k in values).
-static const int64_t shapes_q[][2] = {{1, 1}, {17, 3}, {40, 2}, {33, 7}};
+static const int64_t shapes_q[][2] = {{1, 1}, {17, 3}, {40, 9}, {33, 7}};
 static const int64_t shapes_k[][2] = {{5, 1}, {17, 2}, {40, 3}};
 static const int64_t shapes_f[][2] = {{3, 1}, {17, 7}, {33, 33}, {40, 100}, {65, 257}};
 
