@@ -27,10 +27,9 @@ static uint64_t rng_next(void) { // splitmix64
 
 static double rng_uniform(void) { return (double)(rng_next() >> 11) * 0x1.0p-53; }
 
-static float rng_normal(void) {
-    const double u1 = rng_uniform() + 0x1.0p-60, u2 = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
+// Roughly normal (sum of three uniforms, variance 1): cheap, which matters
+// under the sanitizers.
+static float rng_normal(void) { return (float)((rng_uniform() + rng_uniform() + rng_uniform() - 1.5) * 2.0); }
 
 // Random magnitudes per 32 values, zero stretches and outliers.
 static void fill_random(float *x, int64_t n) {
@@ -86,9 +85,9 @@ static const int types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q5_0, QUANT_Q4_1, QUAN
 #define N_TYPES (int)(sizeof types / sizeof types[0])
 
 // Shapes (m, k in blocks; floats: k in values).
-static const int64_t shapes_q[][2] = {{1, 1}, {17, 3}, {40, 9}, {33, 7}};
-static const int64_t shapes_k[][2] = {{5, 1}, {17, 2}, {40, 3}};
-static const int64_t shapes_f[][2] = {{3, 1}, {17, 7}, {33, 33}, {40, 100}, {65, 257}};
+static const int64_t shapes_q[][2] = {{1, 1}, {17, 3}, {33, 9}};
+static const int64_t shapes_k[][2] = {{5, 1}, {17, 3}};
+static const int64_t shapes_f[][2] = {{3, 1}, {17, 33}, {33, 100}};
 
 static int failures_shown;
 
@@ -195,7 +194,8 @@ static void test_level(const struct kern_ops *o, struct pool **pools, int n_pool
                 check_matmul(o, pool, type, m, k, n, (int)(n % 3 == 0), kchunk);
             }
         }
-        check_matmul(o, pools[n_pools - 1], type, 70, (is_f ? 300 : 2) * tr->block_elems, 64, 0, 0);
+        // larger: several panels and column tiles per thread, k past one float step
+        check_matmul(o, pools[n_pools - 1], type, 70, (is_f ? 257 : 2) * tr->block_elems, 40, 0, 0);
     }
 }
 
