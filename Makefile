@@ -17,6 +17,7 @@ WARN    := -Wall -Wextra -Wshadow
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) $(BASELINE) -D_GNU_SOURCE -pthread -Isrc -MMD -MP
 LDLIBS  := -lm -pthread
+LDFLAGS ?=
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 # Kernel levels: the same sources compiled once per microarchitecture (docs/ARCHITECTURE.md).
@@ -47,12 +48,12 @@ SAN_OBJ  := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SAN_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/san-tests/%,$(TEST_SRC))
 
-.PHONY: all test tests run model deps clean
+.PHONY: all test tests run model deps clean arm64
 .SECONDARY:
 all: $(BUILD)/llmfile
 
 $(BUILD)/llmfile: $(APP_OBJ) $(LIB_OBJ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -78,13 +79,23 @@ layer_objs = $(filter $(foreach l,$(DEPS_$(1)),$(2)/src/$(l)/%),$(3))
 .SECONDEXPANSION:
 $(BUILD)/tests/%: tests/%.c $$(call layer_objs,$$(firstword $$(subst /, ,$$*)),$(BUILD)/obj,$(LIB_OBJ))
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(call layer_objs,$(firstword $(subst /, ,$*)),$(BUILD)/obj,$(LIB_OBJ)) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -Itests -o $@ $< $(call layer_objs,$(firstword $(subst /, ,$*)),$(BUILD)/obj,$(LIB_OBJ)) $(LDLIBS)
 
 $(BUILD)/san-tests/%: tests/%.c $$(call layer_objs,$$(firstword $$(subst /, ,$$*)),$(BUILD)/san,$(SAN_OBJ))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests -o $@ $< $(call layer_objs,$(firstword $(subst /, ,$*)),$(BUILD)/san,$(SAN_OBJ)) $(LDLIBS)
 
-tests: $(BUILD)/llmfile $(TEST_BIN) $(SAN_TEST_BIN)
+ARM64_CC := aarch64-linux-gnu-gcc
+ifeq ($(ARCH),x86_64)
+CROSS_TARGETS := $(if $(shell command -v $(ARM64_CC) 2>/dev/null),arm64)
+endif
+tests: $(BUILD)/llmfile $(TEST_BIN) $(SAN_TEST_BIN) $(CROSS_TARGETS)
+
+# ARM64 build with Debian's cross compiler, static so qemu-aarch64 runs it without
+# an ARM sysroot (tests/test_qemu.py). Built with the tests when the compiler exists.
+arm64:
+	@$(MAKE) --no-print-directory ARCH=aarch64 CC=$(ARM64_CC) BUILD=$(BUILD)/arm64 LDFLAGS=-static \
+		$(BUILD)/arm64/llmfile $(BUILD)/arm64/tests/kern/test_levels
 
 # The whole suite: C unit tests (plain and sanitized) and end-to-end tests, run by
 # pytest. Installs what is missing first, in order (a bare machine has no compiler).

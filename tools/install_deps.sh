@@ -5,17 +5,27 @@
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
-APT_PACKAGES=(gcc clang make python3 python3-pip)
+# command -> Debian package that provides it. qemu-user and the ARM64 cross compiler
+# run the whole program on emulated old x86 CPUs and on ARM64 (tests/test_qemu.py).
+APT_COMMANDS=(
+    gcc:gcc clang:clang make:make python3:python3
+    qemu-x86_64:qemu-user qemu-aarch64:qemu-user aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu
+)
 PIP_PACKAGES=(numpy gguf pytest)
 
 missing=()
-for cmd in gcc clang make; do command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); done
-command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
+for pair in "${APT_COMMANDS[@]}"; do
+    cmd="${pair%%:*}"; pkg="${pair##*:}"
+    [ "$cmd" = python3 ] && cmd="$PYTHON"
+    command -v "$cmd" >/dev/null 2>&1 && continue
+    case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+done
+command -v pip3 >/dev/null 2>&1 || "$PYTHON" -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
-    echo "install_deps: installing ${APT_PACKAGES[*]} (missing: ${missing[*]})"
+    echo "install_deps: apt-get install ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_PACKAGES[@]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 need_pip=()
