@@ -30,6 +30,7 @@ static int parse_float(const char *flag, const char *s, double lo, double hi, fl
 void cli_print_help(void) {
     fputs(
         "usage: llmfile [options]\n"
+        "       llmfile bench [options]    speed test, like llama-bench (llmfile bench --help)\n"
         "\n"
         "Runs a GGUF language model on the CPU. Without -m it uses the default model\n"
         "(Gemma 3 270M; `make model` installs it into ~/.cache/llmfile).\n"

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/bench/bench.h"
 #include "args.h"
 #include "runtime/engine.h"
 
@@ -267,6 +268,9 @@ done:
 int main(int argc, char **argv) {
     struct cli_args a;
     llm_err err;
+    char path_buf[4096];
+    if (argc > 1 && strcmp(argv[1], "bench") == 0)
+        return bench_main(argc - 1, argv + 1, default_model_path(path_buf, sizeof path_buf));
     if (cli_parse(&a, argc, argv, &err)) return fail(err.msg);
     if (a.mode == MODE_HELP) {
         cli_print_help();
@@ -278,7 +282,6 @@ int main(int argc, char **argv) {
         return print_cpu_info(cpu_cap);
     }
     if (a.mode == MODE_CPU_INFO) return print_cpu_info(cpu_cap);
-    char path_buf[4096];
     const char *model = a.model_path ? a.model_path : default_model_path(path_buf, sizeof path_buf);
     if (!a.model_path && access(model, R_OK) != 0) {
         char msg[4200];
