@@ -13,6 +13,13 @@ else ifeq ($(ARCH),aarch64)
 BASELINE := -march=armv8-a
 endif
 
+# NATIVE_LEVEL=x86_avx512vnni (a file in src/kern/levels): everything compiled with
+# -march=native and only that level, bound without run-time choice (`make native`):
+# the reference bench/cpu_levels.py measures the cost of dispatch against.
+ifdef NATIVE_LEVEL
+BASELINE := -march=native -DKERN_ONLY_LEVEL_OPS=kern_ops_$(patsubst x86_%,%,$(patsubst arm_%,%,$(NATIVE_LEVEL)))
+endif
+
 WARN    := -Wall -Wextra -Wshadow
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) $(BASELINE) -D_GNU_SOURCE -pthread -Isrc -MMD -MP
@@ -25,6 +32,9 @@ ifeq ($(ARCH),x86_64)
 LEVEL_SRC := $(wildcard src/kern/levels/x86_*.c)
 else ifeq ($(ARCH),aarch64)
 LEVEL_SRC := $(wildcard src/kern/levels/arm_*.c)
+endif
+ifdef NATIVE_LEVEL
+LEVEL_SRC := src/kern/levels/$(NATIVE_LEVEL).c
 endif
 LEVEL_FLAGS_x86_sse2       :=
 LEVEL_FLAGS_x86_ssse3      := -msse3 -mssse3
@@ -48,7 +58,7 @@ SAN_OBJ  := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SAN_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/san-tests/%,$(TEST_SRC))
 
-.PHONY: all test tests run model deps clean arm64
+.PHONY: all test tests run model deps clean arm64 native
 .SECONDARY:
 all: $(BUILD)/llmfile
 
@@ -117,6 +127,12 @@ run:
 	@bash tools/setup_default_model.sh >/dev/null
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/llmfile -p "Once upon a time" -n 48 --temp 0
+
+# The -march=native single-level build (see NATIVE_LEVEL above) in $(BUILD)/native.
+native:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/native \
+		NATIVE_LEVEL=$(or $(NATIVE_LEVEL),$(shell $(BUILD)/llmfile --cpu-info | sed -n 's/^chosen: \([^ ]*\).*/\1/p' | sed 's/^\(armv[0-9]\)\.\([0-9]\)/arm_\1_\2/;s/^\([a-z0-9]*\)$$/x86_\1/')) \
+		$(BUILD)/native/llmfile
 
 clean:
 	rm -rf $(BUILD)
