@@ -91,6 +91,7 @@ tests: $(BUILD)/llmfile $(TEST_BIN) $(SAN_TEST_BIN)
 test:
 	@bash tools/install_deps.sh
 	@bash tools/setup_default_model.sh >/dev/null
+	@bash tools/setup_embedding_model.sh >/dev/null
 	@$(MAKE) --no-print-directory tests
 	$(PYTHON) -m pytest -q tests
 
