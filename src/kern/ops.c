@@ -121,15 +121,24 @@ void kern_attn_head(const float *q, const fp16_t *k, size_t k_stride, const fp16
     }
 }
 
+// a.b with 8 running sums (lanes the compiler keeps in vector registers), as
+// SIMD dot products sum; the order differs from a serial sum only by rounding.
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
 void kern_attn_head_f32(const float *q, const float *k, size_t k_stride, const float *v, size_t v_stride,
                         const int32_t *rows, int64_t n_rows, int64_t head_dim, float scale, float *scratch,
                         float *out) {
     float max = -INFINITY;
     for (int64_t j = 0; j < n_rows; j++) {
-        const float *kr = k + (size_t)rows[j] * k_stride;
-        float s = 0;
-        for (int64_t d = 0; d < head_dim; d++) s += q[d] * kr[d];
-        s *= scale;
+        float s = dot_f32(q, k + (size_t)rows[j] * k_stride, head_dim) * scale;
         scratch[j] = s;
         if (s > max) max = s;
     }
@@ -140,10 +149,15 @@ void kern_attn_head_f32(const float *q, const float *k, size_t k_stride, const f
         sum += e;
     }
     const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
-    for (int64_t d = 0; d < head_dim; d++) out[d] = 0;
+    float acc[KERN_MAX_HEAD_DIM]; // local, so the loop below vectorizes (out could alias v)
+    for (int64_t d = 0; d < head_dim; d++) acc[d] = 0;
     for (int64_t j = 0; j < n_rows; j++) {
         const float p = scratch[j] * inv;
         const float *vr = v + (size_t)rows[j] * v_stride;
-        for (int64_t d = 0; d < head_dim; d++) out[d] += p * vr[d];
+        int64_t d = 0;
+        for (; d + 8 <= head_dim; d += 8) // fixed-width blocks: vectorized at -O2
+            for (int l = 0; l < 8; l++) acc[d + l] += p * vr[d + l];
+        for (; d < head_dim; d++) acc[d] += p * vr[d];
     }
+    for (int64_t d = 0; d < head_dim; d++) out[d] = acc[d];
 }
