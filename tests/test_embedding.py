@@ -1,7 +1,8 @@
 """Embeddings against llama.cpp's: the CLI (`--embedding`) and the engine API
 (tests/runtime/check_embed, plain and under ASan/UBSan) on all-MiniLM-L6-v2
-converted to a bert GGUF (tools/setup_embedding_model.sh) and on random decoder
-test models (tools/make_test_models.py). Goldens: tests/data/goldens/embed-*.json,
+converted to a bert GGUF (tools/setup_embedding_model.sh), on random encoder
+models (bert, nomic-bert: tools/make_encoder_test_models.py) and on random
+decoder models (tools/make_test_models.py). Goldens: tests/data/goldens/embed-*.json,
 written by tools/gen_embedding_goldens.py with llama-cpp-python."""
 import hashlib
 import json
@@ -20,15 +21,19 @@ CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.
 MINILM = os.path.join(CACHE, "minilm.gguf")
 CHECK = BUILD / "tests" / "runtime" / "check_embed"
 SAN_CHECK = BUILD / "san-tests" / "runtime" / "check_embed"
+ENCODERS = ["bert-F32", "bert-Q8_0", "nomic-bert-F16"]
 DECODERS = ["gemma3-F16", "llama-Q8_0"]
+RANDOM = ENCODERS + DECODERS
 
 # Cosine and max |ours - llama.cpp| over the normalised vector's components.
 # Measured: MiniLM (F16 weights) >= 0.9999997 and <= 1.2e-4 (F16 activation
 # rounding and the half-table GELU flip differently in the last bit); gemma3-F16
-# <= 7e-5; llama-Q8_0 (Q8_0 activations) up to 1.9e-3 on last-token pooling.
+# <= 7e-5, bert-F32 <= 1e-5, nomic-bert-F16 <= 1e-4; Q8_0 models (Q8_0
+# activations: a last-bit difference flips a quant now and then) up to 1.9e-3.
 # A wrong pooling, a missing bias or a causal mask costs far more (cos < 0.99).
 MIN_COS = 0.9999
-MAX_DIFF = {"minilm": 1e-3, "gemma3-F16": 1e-3, "llama-Q8_0": 5e-3}
+MAX_DIFF = {"minilm": 1e-3, "gemma3-F16": 1e-3, "llama-Q8_0": 5e-3, "bert-F32": 1e-3, "bert-Q8_0": 5e-3,
+            "nomic-bert-F16": 1e-3}
 
 
 def load(name):
@@ -52,31 +57,32 @@ def minilm():
 
 
 @pytest.fixture(scope="session")
-def decoder_models():
+def random_models():
     out = BUILD / "testmodels"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "make_test_models.py"), str(out), "--only",
-                    ",".join(DECODERS)], check=True, capture_output=True)
-    for name in DECODERS:
+    for tool, names in (("make_test_models.py", DECODERS), ("make_encoder_test_models.py", ENCODERS)):
+        subprocess.run([sys.executable, str(ROOT / "tools" / tool), str(out), "--only", ",".join(names)],
+                       check=True, capture_output=True)
+    for name in RANDOM:
         digest = hashlib.sha256((out / f"{name}.gguf").read_bytes()).hexdigest()
         assert digest == load(name)["model_sha256"], \
             f"{name}.gguf differs from the model the golden was made from: rerun tools/gen_embedding_goldens.py"
     return out
 
 
-def model_path(name, minilm, decoder_models):
-    return minilm if name == "minilm" else str(decoder_models / f"{name}.gguf")
+def model_path(name, minilm, random_models):
+    return minilm if name == "minilm" else str(random_models / f"{name}.gguf")
 
 
 def run(llmfile, *args):
     return subprocess.run([str(llmfile), *args], capture_output=True, text=True, timeout=120)
 
 
-CASES = [(name, case) for name in ["minilm", *DECODERS] for case in load(name)["cases"]]
+CASES = [(name, case) for name in ["minilm", *RANDOM] for case in load(name)["cases"]]
 
 
 @pytest.mark.parametrize("name,case", CASES, ids=[f"{n}-{c['pooling']}-{c['name']}" for n, c in CASES])
-def test_cli_embedding_matches_llamacpp(llmfile, minilm, decoder_models, name, case):
-    args = ["-m", model_path(name, minilm, decoder_models), "--embedding", "-p", case["text"], "-t", "2"]
+def test_cli_embedding_matches_llamacpp(llmfile, minilm, random_models, name, case):
+    args = ["-m", model_path(name, minilm, random_models), "--embedding", "-p", case["text"], "-t", "2"]
     if case["pooling"] != "model":
         args += ["--pooling", case["pooling"]]
     proc = run(llmfile, *args)
@@ -107,20 +113,22 @@ def run_check(binary, model, cases, pooling, n_seq_max, tmp_path):
     return rows
 
 
-@pytest.mark.parametrize("name,pooling,cases", [b for n in ["minilm", *DECODERS] for b in engine_batches(n)],
+@pytest.mark.parametrize("name,pooling,cases", [b for n in ["minilm", *RANDOM] for b in engine_batches(n)],
                          ids=lambda v: v if isinstance(v, str) else "")
-def test_engine_batch_matches_llamacpp(minilm, decoder_models, tmp_path, name, pooling, cases):
+def test_engine_batch_matches_llamacpp(minilm, random_models, tmp_path, name, pooling, cases):
     """All texts in one engine_embed_batch call (several sequences per forward pass;
     a decoder with 4 cache sequences), each also alone: same vectors, llama.cpp's."""
-    rows = run_check(CHECK, model_path(name, minilm, decoder_models), cases, pooling, 4, tmp_path)
+    rows = run_check(CHECK, model_path(name, minilm, random_models), cases, pooling, 4, tmp_path)
     for row, case in zip(rows, cases):
         compare(row, case["embedding"], name, f"{name} {case['name']} ({pooling}, batched)")
 
 
-@pytest.mark.parametrize("name", ["minilm", "gemma3-F16"])
-def test_engine_batch_under_sanitizers(minilm, decoder_models, tmp_path, name):
-    cases = [c for c in load(name)["cases"] if c["pooling"] in ("model", "mean") and len(c["tokens"]) < 120]
-    rows = run_check(SAN_CHECK, model_path(name, minilm, decoder_models), cases, "default", 3, tmp_path)
+@pytest.mark.parametrize("name", ["minilm", "nomic-bert-F16", "gemma3-F16"])
+def test_engine_batch_under_sanitizers(minilm, random_models, tmp_path, name):
+    golden = load(name)["cases"]
+    pooling = golden[0]["pooling"]  # the golden's default: "model" (the file's) or "mean" (decoders)
+    cases = [c for c in golden if c["pooling"] == pooling and len(c["tokens"]) < 120]
+    rows = run_check(SAN_CHECK, model_path(name, minilm, random_models), cases, pooling, 3, tmp_path)
     for row, case in zip(rows, cases):
         compare(row, case["embedding"], name, f"{name} {case['name']} (ASan build)")
 

@@ -18,6 +18,7 @@ static const struct arch_info ARCHS[] = {
     {"qwen3", MODEL_ARCH_QWEN3},
     {"gemma3", MODEL_ARCH_GEMMA3},
     {"bert", MODEL_ARCH_BERT},
+    {"nomic-bert", MODEL_ARCH_NOMIC_BERT},
 };
 
 // Reads "<arch>.<suffix>" as an integer; required keys must be present and > 0.
@@ -73,7 +74,7 @@ static int read_hparams(struct model *m, llm_err *err) {
         }
     if (!hp->arch_name) {
         char name[64];
-        return err_set(err, "unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma3, bert)",
+        return err_set(err, "unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma3, bert, nomic-bert)",
                        gguf_str_copy(name, sizeof name, arch));
     }
     if (get_arch_int(m, "embedding_length", &hp->n_embd, true, err) ||
@@ -140,8 +141,10 @@ static int read_hparams(struct model *m, llm_err *err) {
         if (get_arch_int(m, "attention.sliding_window", &hp->n_swa, false, err)) return -1;
         break;
     case MODEL_ARCH_BERT:
+    case MODEL_ARCH_NOMIC_BERT:
         hp->encoder = true;
-        hp->act = MODEL_ACT_GELU;
+        hp->act = hp->arch == MODEL_ARCH_BERT ? MODEL_ACT_GELU : MODEL_ACT_SILU; // nomic: SwiGLU
+        hp->rope_neox = true; // nomic-bert rotates q/k (NEOX pairs); bert has absolute positions
         hp->norm_eps = 1e-12f;
         if (get_arch_float(m, "attention.layer_norm_epsilon", &hp->norm_eps, err)) return -1;
         break;
@@ -218,23 +221,26 @@ static int bind_layer(struct model *m, int il, llm_err *err) {
     return 0;
 }
 
-// The tensors of a BERT encoder, named as llama.cpp's converter writes them.
+// The tensors of a BERT-style encoder, named as llama.cpp's converter writes them.
 static int bind_encoder(struct model *m, llm_err *err) {
     const struct model_hparams *hp = &m->hp;
     struct model_encoder *enc = &m->enc;
     const int64_t e = hp->n_embd;
+    const bool nomic = hp->arch == MODEL_ARCH_NOMIC_BERT;
     if (hp->n_head_kv != hp->n_head || hp->head_dim_k * hp->n_head != e || hp->head_dim_v != hp->head_dim_k)
         return err_set(err, "%s: expected %lld heads of width %lld for n_embd %lld", hp->arch_name,
                        (long long)hp->n_head, (long long)(e / hp->n_head), (long long)e);
     const struct gguf_tensor *types = gguf_find_tensor(&m->file, "token_types.weight");
-    if (bind_mat(m, "position_embd.weight", e, hp->n_ctx_train, true, &enc->pos_embd, err) ||
+    if (bind_mat(m, "position_embd.weight", e, hp->n_ctx_train, !nomic, &enc->pos_embd, err) ||
         bind_mat(m, "token_types.weight", e, types && types->n_dims == 2 ? types->ne[1] : 1, false,
                  &enc->type_embd, err) ||
         bind_vec(m, "token_embd_norm.weight", e, true, &enc->embd_norm, err) ||
         bind_vec(m, "token_embd_norm.bias", e, true, &enc->embd_norm_b, err))
         return -1;
-    if (!quant_get(enc->pos_embd.type)->to_f32 || (enc->type_embd.data && !quant_get(enc->type_embd.type)->to_f32))
+    if ((enc->pos_embd.data && !quant_get(enc->pos_embd.type)->to_f32) ||
+        (enc->type_embd.data && !quant_get(enc->type_embd.type)->to_f32))
         return err_set(err, "position_embd/token_types weight type cannot be dequantized");
+    enc->n_pos = hp->n_ctx_train;
     enc->layers = calloc((size_t)hp->n_layer, sizeof *enc->layers);
     if (!enc->layers) return err_set(err, "out of memory");
     char name[96];
@@ -242,9 +248,14 @@ static int bind_encoder(struct model *m, llm_err *err) {
         struct model_layer *l = &m->layers[il];
         struct model_enc_layer *el = &enc->layers[il];
 #define T(suffix) (snprintf(name, sizeof name, "blk.%d.%s", il, suffix), name)
-        if (bind_mat(m, T("attn_q.weight"), e, e, true, &l->wq, err) ||
-            bind_mat(m, T("attn_k.weight"), e, e, true, &l->wk, err) ||
-            bind_mat(m, T("attn_v.weight"), e, e, true, &l->wv, err) ||
+        // One fused q|k|v matrix if the file has it, else three.
+        if (bind_mat(m, T("attn_qkv.weight"), e, 3 * e, false, &el->wqkv, err) ||
+            bind_vec(m, T("attn_qkv.bias"), 3 * e, false, &el->bqkv, err))
+            return -1;
+        const bool sep = !el->wqkv.data;
+        if (bind_mat(m, T("attn_q.weight"), e, e, sep, &l->wq, err) ||
+            bind_mat(m, T("attn_k.weight"), e, e, sep, &l->wk, err) ||
+            bind_mat(m, T("attn_v.weight"), e, e, sep, &l->wv, err) ||
             bind_vec(m, T("attn_q.bias"), e, false, &l->bq, err) ||
             bind_vec(m, T("attn_k.bias"), e, false, &l->bk, err) ||
             bind_vec(m, T("attn_v.bias"), e, false, &l->bv, err) ||
@@ -252,6 +263,7 @@ static int bind_encoder(struct model *m, llm_err *err) {
             bind_vec(m, T("attn_output.bias"), e, false, &el->bo, err) ||
             bind_vec(m, T("attn_output_norm.weight"), e, true, &el->attn_out_norm, err) ||
             bind_vec(m, T("attn_output_norm.bias"), e, true, &el->attn_out_norm_b, err) ||
+            bind_mat(m, T("ffn_gate.weight"), e, hp->n_ff, nomic, &l->ffn_gate, err) ||
             bind_mat(m, T("ffn_up.weight"), e, hp->n_ff, true, &l->ffn_up, err) ||
             bind_vec(m, T("ffn_up.bias"), hp->n_ff, false, &el->ffn_up_b, err) ||
             bind_mat(m, T("ffn_down.weight"), hp->n_ff, e, true, &l->ffn_down, err) ||
@@ -260,6 +272,7 @@ static int bind_encoder(struct model *m, llm_err *err) {
             bind_vec(m, T("layer_output_norm.bias"), e, true, &el->out_norm_b, err))
             return -1;
 #undef T
+        if (!nomic) l->ffn_gate.data = NULL; // bert's FFN is up -> GELU -> down
     }
     return 0;
 }

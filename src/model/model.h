@@ -11,7 +11,8 @@
 #include "gguf/gguf.h"
 #include "kern/kern.h"
 
-enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_GEMMA3, MODEL_ARCH_BERT };
+enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_GEMMA3, MODEL_ARCH_BERT,
+                  MODEL_ARCH_NOMIC_BERT };
 
 enum model_act { MODEL_ACT_SILU, MODEL_ACT_GELU };
 
@@ -51,7 +52,7 @@ struct model_hparams {
     float attn_scale;       // multiplies q.k
     float logit_softcap;    // 0 = none
     int64_t n_swa;          // sliding window (0 = none)
-    bool encoder;           // bert: attention over the whole sequence, no KV cache (encoder.c)
+    bool encoder;           // bert, nomic-bert: attention over the whole sequence, no KV cache (encoder.c)
     enum model_pooling pooling; // <arch>.pooling_type
 };
 
@@ -72,9 +73,12 @@ struct model_layer {
     bool swa;                    // sliding-window layer
 };
 
-// What an encoder (bert) has besides model_layer's q/k/v/o (with biases) and
-// ffn_up/ffn_down: LayerNorms with biases and the FFN biases.
+// What an encoder has besides model_layer's q/k/v/o (with biases), ffn_up/ffn_down
+// (and ffn_gate: nomic-bert's SwiGLU): LayerNorms with biases, FFN biases, and
+// optionally one fused q|k|v projection instead of model_layer's wq/wk/wv.
 struct model_enc_layer {
+    struct kern_mat wqkv;                    // [3*n_embd][n_embd] rows q, k, v (data NULL: separate)
+    const float *bqkv;                       // [3*n_embd] or NULL
     const float *bo;                         // [n_embd] attn_output bias or NULL
     const float *attn_out_norm, *attn_out_norm_b; // [n_embd] LayerNorm after attention + residual
     const float *ffn_up_b;                   // [n_ff] or NULL
@@ -83,7 +87,9 @@ struct model_enc_layer {
 };
 
 struct model_encoder {
-    struct kern_mat pos_embd;                // [n_ctx_train][n_embd] absolute positions
+    struct kern_mat pos_embd;                // [n_ctx_train][n_embd] absolute positions (bert; nomic-bert
+                                             // rotates q/k instead: data NULL)
+    int64_t n_pos;                           // positions a sequence may use
     struct kern_mat type_embd;               // [n_token_types][n_embd]; row 0 added to every token (data NULL: none)
     const float *embd_norm, *embd_norm_b;    // [n_embd] LayerNorm of the summed embeddings
     struct model_enc_layer *layers;          // [n_layer]

@@ -31,9 +31,9 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     }
     const struct model_hparams *hp = &e->model.hp;
     if (e->p.n_ctx <= 0) e->p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-    if (hp->encoder && e->p.n_ctx > e->model.enc.pos_embd.rows) {
+    if (hp->encoder && e->p.n_ctx > e->model.enc.n_pos) {
         err_set(err, "%s: context %lld exceeds the %lld positions of this encoder", p->model_path,
-                (long long)e->p.n_ctx, (long long)e->model.enc.pos_embd.rows);
+                (long long)e->p.n_ctx, (long long)e->model.enc.n_pos);
         goto fail;
     }
     if (e->p.pooling == MODEL_POOL_DEFAULT) e->p.pooling = hp->pooling;
