@@ -3,8 +3,9 @@
 // layer attention over the token's whole sequence (no mask within a sequence,
 // nothing cached), residual + LayerNorm, GELU FFN, residual + LayerNorm. Every
 // LayerNorm has a bias. nomic-bert: no position embeddings but RoPE (NEOX) on
-// q and k, a fused q|k|v projection, and a SwiGLU FFN (gate, up) without biases. Matrix products go through kern_matmul; per-token
-// steps are split across the pool by token, attention by (token, head).
+// q and k, a fused q|k|v projection, and a SwiGLU FFN (gate, up) without
+// biases. Matrix products go through kern_matmul; per-token steps are split
+// across the pool by token, attention by (token, head).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,6 @@ struct enc {
     const struct model_layer *layer;
     const struct model_enc_layer *el;
     struct enc_work w;
-    float *hidden; // [n][n_embd] output
 };
 
 static void add_bias(float *y, const float *bias, int64_t n) {
@@ -215,7 +215,7 @@ int model_encode(struct model_ctx *mc, const struct model_batch *b, float *hidde
     if (check_batch(m, b, err)) return -1;
     const int64_t n = b->n, e = hp->n_embd;
     const int n_threads = pool_size(mc->pool);
-    struct enc f = {.mc = mc, .b = b, .hidden = hidden};
+    struct enc f = {.mc = mc, .b = b};
     void *block = NULL;
     // embed_job uses tmp rows as per-thread scratch: make sure there is one per thread.
     if (work_alloc(&f.w, n > n_threads ? n : n_threads, e, hp->n_ff, n_threads, &block, err)) return -1;
