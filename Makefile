@@ -112,6 +112,7 @@ arm64:
 test:
 	@bash tools/install_deps.sh
 	@bash tools/setup_default_model.sh >/dev/null
+	@bash tools/setup_embedding_model.sh >/dev/null
 	@$(MAKE) --no-print-directory tests
 	$(PYTHON) -m pytest -q tests
 

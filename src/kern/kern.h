@@ -66,12 +66,18 @@ int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, i
 // out = x / sqrt(mean(x^2) + eps) * w (w may be NULL). out may alias x.
 void kern_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 
+// LayerNorm as ggml_norm then * w + b: out = (x - mean) / sqrt(var + eps) * w + b
+// (w, b may be NULL). Mean and variance summed in double, as ggml. out may alias x.
+void kern_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps);
+
 // Rotary embedding of one head vector in place. neox: rotate (i, i+n/2) pairs,
 // else adjacent (2i, 2i+1) pairs. freq_scale multiplies the angle (linear scaling).
 void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float freq_scale, bool neox);
 
 // out[i] = gelu_tanh(gate[i]) * up[i], gelu as ggml evaluates it (via a half table).
 void kern_geglu(float *out, const float *gate, const float *up, int64_t n);
+// out[i] = gelu_tanh(x[i]) through the same half table (ggml_gelu). out may alias x.
+void kern_gelu(float *out, const float *x, int64_t n);
 // out[i] = silu(gate[i]) * up[i].
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 
@@ -83,5 +89,12 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void kern_attn_head(const float *q, const fp16_t *k, size_t k_stride, const fp16_t *v,
                     size_t v_stride, const int32_t *cells, int64_t n_cells, int64_t head_dim_k,
                     int64_t head_dim_v, float scale, float *scratch, float *out);
+
+// Attention of one query head over float keys/values (no cache: encoders), as
+// ggml's non-flash path on f32 tensors: out = softmax(scale * q.K[rows]) . V[rows],
+// float products, softmax sum in double. scratch: [n_rows] floats.
+void kern_attn_head_f32(const float *q, const float *k, size_t k_stride, const float *v, size_t v_stride,
+                        const int32_t *rows, int64_t n_rows, int64_t head_dim, float scale, float *scratch,
+                        float *out);
 
 #endif

@@ -15,6 +15,25 @@ void kern_rmsnorm(float *out, const float *x, const float *w, int64_t n, float e
         for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale;
 }
 
+void kern_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += x[i];
+    const float mean = (float)sum / (float)n; // ggml rounds the sum to float first
+    double var = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float d = x[i] - mean;
+        out[i] = d;
+        var += (double)(d * d); // float square, double sum
+    }
+    const float scale = 1.0f / sqrtf((float)(var / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) {
+        float y = out[i] * scale;
+        if (w) y *= w[i];
+        if (b) y += b[i];
+        out[i] = y;
+    }
+}
+
 void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float freq_scale, bool neox) {
     const float theta_scale = powf(freq_base, -2.0f / (float)n_dims);
     float theta = (float)pos;
@@ -57,6 +76,16 @@ void kern_geglu(float *out, const float *gate, const float *up, int64_t n) {
     }
 }
 
+void kern_gelu(float *out, const float *x, int64_t n) {
+    pthread_once(&gelu_once, gelu_table_init);
+    for (int64_t i = 0; i < n; i++) {
+        const float g = x[i];
+        if (g <= -10.0f) out[i] = 0.0f;
+        else if (g >= 10.0f) out[i] = g;
+        else out[i] = fp16_to_fp32(gelu_table[fp32_to_fp16(g)]);
+    }
+}
+
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
@@ -90,4 +119,45 @@ void kern_attn_head(const float *q, const fp16_t *k, size_t k_stride, const fp16
         const fp16_t *vr = v + (size_t)cells[j] * v_stride;
         for (int64_t d = 0; d < head_dim_v; d++) out[d] += p * fp16_to_fp32(vr[d]);
     }
+}
+
+// a.b with 8 running sums (lanes the compiler keeps in vector registers), as
+// SIMD dot products sum; the order differs from a serial sum only by rounding.
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+void kern_attn_head_f32(const float *q, const float *k, size_t k_stride, const float *v, size_t v_stride,
+                        const int32_t *rows, int64_t n_rows, int64_t head_dim, float scale, float *scratch,
+                        float *out) {
+    float max = -INFINITY;
+    for (int64_t j = 0; j < n_rows; j++) {
+        float s = dot_f32(q, k + (size_t)rows[j] * k_stride, head_dim) * scale;
+        scratch[j] = s;
+        if (s > max) max = s;
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < n_rows; j++) {
+        const float e = expf(scratch[j] - max);
+        scratch[j] = e;
+        sum += e;
+    }
+    const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+    float acc[KERN_MAX_HEAD_DIM]; // local, so the loop below vectorizes (out could alias v)
+    for (int64_t d = 0; d < head_dim; d++) acc[d] = 0;
+    for (int64_t j = 0; j < n_rows; j++) {
+        const float p = scratch[j] * inv;
+        const float *vr = v + (size_t)rows[j] * v_stride;
+        int64_t d = 0;
+        for (; d + 8 <= head_dim; d += 8) // fixed-width blocks: vectorized at -O2
+            for (int l = 0; l < 8; l++) acc[d + l] += p * vr[d + l];
+        for (; d < head_dim; d++) acc[d] += p * vr[d];
+    }
+    for (int64_t d = 0; d < head_dim; d++) out[d] = acc[d];
 }

@@ -12,7 +12,7 @@ int model_ctx_init(struct model_ctx *mc, const struct model *m, const struct ker
     memset(mc, 0, sizeof *mc);
     mc->model = m;
     mc->pool = pool;
-    if (kv_init(&mc->kv, &m->hp, n_ctx, n_seq_max, err)) return -1;
+    if (!m->hp.encoder && kv_init(&mc->kv, &m->hp, n_ctx, n_seq_max, err)) return -1; // encoders cache nothing
     if (kern_ctx_init(&mc->kc, ops, pool, err)) {
         kv_free(&mc->kv);
         return -1;
@@ -314,6 +314,8 @@ static int check_batch(const struct model_ctx *mc, const struct model_batch *b, 
 }
 
 int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logits, llm_err *err) {
+    if (mc->model->hp.encoder)
+        return err_set(err, "%s is an encoder (embeddings only): it cannot decode", mc->model->hp.arch_name);
     if (check_batch(mc, b, err) || work_reserve(mc, b->n, err)) return -1;
     const struct model *m = mc->model;
     const struct model_hparams *hp = &m->hp;
@@ -350,8 +352,11 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logit
         if (kern_matmul(&mc->kc, &l->ffn_down, w->gate, n, w->tmp, hp->n_embd, err)) goto done;
         pool_run(mc->pool, ffn_out_job, &f);
     }
-    if (f.n_out && logits) {
+    if (f.n_out && (logits || b->hidden)) {
         pool_run(mc->pool, output_norm_job, &f);
+        if (b->hidden) memcpy(b->hidden, w->out, (size_t)(f.n_out * hp->n_embd) * sizeof(float));
+    }
+    if (f.n_out && logits) {
         if (kern_matmul(&mc->kc, &m->output, w->out, f.n_out, logits, hp->n_vocab, err)) goto done;
         if (hp->logit_softcap > 0) {
             const float cap = hp->logit_softcap;

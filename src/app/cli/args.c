@@ -62,6 +62,11 @@ void cli_print_help(void) {
         "                            default (GPT-2) splitting instead of failing\n"
         "  --detokenize              -p holds ids (\"1 2 3\" or \"[1, 2, 3]\"); print their text\n"
         "\n"
+        "embeddings:\n"
+        "  --embedding               print the prompt's embedding (L2-normalised) as a JSON array\n"
+        "                            instead of generating; works with encoders (bert) and decoders\n"
+        "  --pooling TYPE            mean, cls or last (default: the model's pooling_type, else mean)\n"
+        "\n"
         "cpu:\n"
         "  --cpu-level LEVEL         use kernels no newer than LEVEL (also $LLMFILE_CPU_LEVEL);\n"
         "                            x86-64: sse2 ssse3 sse42 avx avx2 avx512 avx512vnni\n"
@@ -82,6 +87,7 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
     a->mode = MODE_GENERATE;
     a->n_predict = 128;
     a->sampling = sampler_defaults();
+    bool embedding = false, tok_mode = false;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         long v;
@@ -100,8 +106,19 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->cpu_level = val;
         } else if (IS("--tokenize")) {
             a->mode = MODE_TOKENIZE;
+            tok_mode = true;
         } else if (IS("--detokenize")) {
             a->mode = MODE_DETOKENIZE;
+            tok_mode = true;
+        } else if (IS("--embedding") || IS("--embeddings")) {
+            a->mode = MODE_EMBED;
+            embedding = true;
+        } else if (IS("--pooling")) {
+            const char *val = VALUE();
+            if (!strcmp(val, "mean")) a->pooling = MODEL_POOL_MEAN;
+            else if (!strcmp(val, "cls")) a->pooling = MODEL_POOL_CLS;
+            else if (!strcmp(val, "last")) a->pooling = MODEL_POOL_LAST;
+            else return err_set(err, "--pooling expects mean, cls or last, got '%s'", val);
         } else if (IS("--ids")) {
             a->ids_only = true;
         } else if (IS("--no-bos")) {
@@ -173,5 +190,8 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
 #undef VALUE
     }
     if (a->prompt && a->prompt_file) return err_set(err, "give either -p or -f, not both");
+    if (embedding && tok_mode) return err_set(err, "--embedding cannot be combined with --tokenize/--detokenize");
+    if (a->pooling != MODEL_POOL_DEFAULT && !embedding) return err_set(err, "--pooling needs --embedding");
+
     return 0;
 }

@@ -7,7 +7,7 @@
 
 #include "runtime/engine.h"
 
-enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_HELP, MODE_VERSION, MODE_CPU_INFO };
+enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_EMBED, MODE_HELP, MODE_VERSION, MODE_CPU_INFO };
 
 struct cli_args {
     enum cli_mode mode;
@@ -26,6 +26,7 @@ struct cli_args {
     bool allow_unknown_pre;   // --allow-unknown-pre
     bool verbose;
     const char *cpu_level;    // --cpu-level
+    enum model_pooling pooling; // --pooling (MODEL_POOL_DEFAULT: the model's)
 
 };
 
