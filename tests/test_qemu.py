@@ -117,3 +117,23 @@ def test_arm_cpu_greedy_matches_llamacpp(llmfile, cpu, level):
     assert proc.returncode == 0, proc.stderr.decode()
     assert f"{ARM_KERNEL_NAMES[level]} kernels".encode() in proc.stderr, proc.stderr.decode()
     assert proc.stdout.rstrip(b"\n") == (case["prompt"] + expect.stdout.decode().rstrip("\n")).encode()
+
+
+@needs_qemu_x86
+def test_conroe_embedding_equals_native(llmfile):
+    # Issue 4: an SSSE3-only CPU (Core 2) embeds correctly; the run reports its speed.
+    model = default_model().parent / "minilm.gguf"
+    assert model.exists(), f"{model} missing: run tools/setup_embedding_model.sh"
+    text = "The quick brown fox jumps over the lazy dog."
+    emulated = run([QEMU_X86, "-cpu", "Conroe", llmfile, "--embedding", "-m", model, "-p", text])
+    native = run([llmfile, "--embedding", "-m", model, "-p", text])
+    assert emulated.returncode == 0 and native.returncode == 0, emulated.stderr.decode() + native.stderr.decode()
+    err = emulated.stderr.decode()
+    assert "ssse3 kernels" in err and " tok/s" in err, err
+    print("Conroe (emulated):", err.strip())
+    a, b = json.loads(emulated.stdout), json.loads(native.stdout)
+    assert len(a) == len(b) == 384
+    dot = sum(x * y for x, y in zip(a, b))
+    norm = (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
+    assert dot / norm >= 0.9999
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3
