@@ -6,7 +6,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(gcc clang make python3 python3-pip)
-PIP_PACKAGES=(numpy gguf pytest)
+PIP_PACKAGES=(numpy gguf pytest jinja2)
 
 missing=()
 for cmd in gcc clang make; do command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); done
