@@ -1385,22 +1385,29 @@ static struct chat_value *do_center(struct render *r, struct chat_value *v, stru
     return str_value(r, &b);
 }
 
+// jinja2's batch: a new row starts when the current one has linecount items
+// (so 0 gives an empty first row, a negative count one row of everything).
 static struct chat_value *do_batch(struct render *r, struct chat_value *v, struct chat_value *count_v, struct chat_value *fill) {
     int64_t count;
     if (!get_int(r, count_v, "linecount", &count)) return NULL;
-    if (count <= 0) return rfail(r, "batch size must be positive");
     size_t n;
     struct chat_value **items = iterate(r, v, &n);
     if (!items) return NULL;
-    struct chat_value **out = arena_alloc(r->a, (n / (size_t)count + 2) * sizeof *out);
+    struct chat_value **out = arena_alloc(r->a, (n + 2) * sizeof *out);
     if (!out) return rfail(r, "out of memory");
     size_t k = 0;
-    for (size_t i = 0; i < n; i += (size_t)count) {
-        size_t m = n - i < (size_t)count ? n - i : (size_t)count;
-        struct chat_value *row = array_of(r, items + i, m);
-        if (!row) return NULL;
+    struct chat_value *row = new_array(r, 0);
+    if (!row) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if ((int64_t)row->u.arr.n == count) {
+            out[k++] = row;
+            if (!(row = new_array(r, 0))) return NULL;
+        }
+        if (!push(r, row, items[i])) return NULL;
+    }
+    if (row->u.arr.n) {
         if (fill && fill->type != CHAT_NONE)
-            for (size_t j = m; j < (size_t)count; j++)
+            for (int64_t j = (int64_t)row->u.arr.n; j < count; j++)
                 if (!push(r, row, fill)) return NULL;
         out[k++] = row;
     }

@@ -710,7 +710,11 @@ int py_repr(struct sb *b, const struct chat_value *v, int depth_left, llm_err *e
     if (depth_left <= 0) return nest_fail(err);
     switch (v->type) {
     case CHAT_UNDEFINED: sb_puts(b, "Undefined"); break;
-    case CHAT_STRING: repr_string(b, v->u.str); break;
+    case CHAT_STRING:
+        if (v->markup) sb_puts(b, "Markup(");
+        repr_string(b, v->u.str);
+        if (v->markup) sb_putc(b, ')', false);
+        break;
     case CHAT_ARRAY:
         sb_putc(b, v->is_tuple ? '(' : '[', false);
         for (size_t i = 0; i < v->u.arr.n; i++) {
@@ -989,7 +993,8 @@ int py_cmp(const struct chat_value *a, const struct chat_value *b, const char *o
         return 0;
     }
     if (a->type == CHAT_STRING && b->type == CHAT_STRING) {
-        *res = cmp_str_keys(a, b); // UTF-8 byte order is code point order
+        int c = cmp_str_keys(a, b); // UTF-8 byte order is code point order
+        *res = (c > 0) - (c < 0);
         return 0;
     }
     if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple) {

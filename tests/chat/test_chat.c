@@ -200,9 +200,64 @@ static void test_goldens(void) {
     CHECK(g_cases > 0, "no golden cases");
 }
 
+// Language details: tests/data/chat/snippets.json (also from the generator).
+static void test_snippets(void) {
+    size_t len;
+    char *json = read_file(DATA_DIR "/snippets.json", &len);
+    CHECK(json != NULL, "cannot read snippets.json");
+    if (!json) return;
+    struct chat_doc *d = chat_doc_new();
+    struct chat_value *doc;
+    llm_err err = {{0}};
+    int rc = chat_parse_json(d, json, len, true, &doc, &err);
+    free(json);
+    CHECK(rc == 0, "snippets.json: %s", err.msg);
+    const struct chat_value *ctx = chat_object_get(doc, "context"), *cases = chat_object_get(doc, "cases");
+    struct tm now = fixed_now();
+    struct chat_render_opts opts = {.now = &now};
+    int passed = 0, n = (int)chat_array_len(cases);
+    for (int i = 0; i < n; i++) {
+        const struct chat_value *c = chat_array_at(cases, (size_t)i);
+        size_t slen;
+        const char *src = chat_value_str(chat_object_get(c, "template"), &slen);
+        const struct chat_value *want = chat_object_get(c, "output");
+        const char *kind = str_of(chat_object_get(c, "kind")), *emsg = str_of(chat_object_get(c, "error"));
+        struct chat_template *t;
+        llm_err perr = {{0}}, rerr = {{0}};
+        int prc = chat_template_parse(src, slen, &t, &perr);
+        struct chat_output out = {0};
+        int r = prc ? -1 : chat_template_render(t, ctx, &opts, &out, &rerr);
+        bool ok;
+        if (want) {
+            size_t wl;
+            const char *ws = chat_value_str(want, &wl);
+            ok = r == 0 && out.len == wl && memcmp(out.text, ws, wl) == 0 && spans_ok(&out);
+            CHECK(ok, "snippet %d %s: %s", i, src, prc ? perr.msg : r ? rerr.msg : "output differs from jinja2");
+            if (!ok && r == 0) show_diff(ws, wl, out.text, out.len);
+        } else if (strcmp(kind, "syntax") == 0) {
+            ok = prc != 0;
+            CHECK(ok, "snippet %d %s: jinja2 rejects it (%s) but it parsed", i, src, emsg);
+        } else {
+            ok = r != 0;
+            if (ok && strcmp(kind, "raise") == 0) {
+                char expect[600];
+                snprintf(expect, sizeof expect, "raise_exception: %s", emsg);
+                ok = strcmp(rerr.msg, expect) == 0;
+            }
+            CHECK(ok, "snippet %d %s: jinja2 failed (%s) but we %s", i, src, emsg, r ? rerr.msg : "rendered");
+        }
+        passed += ok;
+        chat_output_free(&out);
+        if (!prc) chat_template_free(t);
+    }
+    printf("snippets: %d/%d match jinja2\n", passed, n);
+    chat_doc_free(d);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     (void)argv;
     test_goldens();
+    test_snippets();
     return CHECK_DONE();
 }
