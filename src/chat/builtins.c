@@ -64,13 +64,13 @@ static struct chat_value *substr(struct render *r, struct cstr s, size_t off, si
 
 static struct chat_value *new_array(struct render *r, size_t cap) {
     struct chat_value *a = cv_array(r->a, cap);
-    if (!a) rfail(r, "out of memory");
+    if (!a) oom(r);
     return a;
 }
 
 static bool push(struct render *r, struct chat_value *arr, struct chat_value *v) {
     if (!v) return false;
-    if (cv_push(r->a, arr, v)) return rfail(r, "out of memory"), false;
+    if (cv_push(r->a, arr, v)) return oom(r), false;
     return true;
 }
 
@@ -279,7 +279,7 @@ static struct chat_value *str_split(struct render *r, struct cstr s, const struc
         size_t count;
         // Work on code point boundaries: decode offsets first.
         size_t *off = arena_alloc(r->a, (s.len + 1) * sizeof *off);
-        if (!off) return rfail(r, "out of memory");
+        if (!off) return oom(r);
         count = 0;
         for (size_t i = 0; i < s.len;) {
             off[count++] = i;
@@ -485,11 +485,11 @@ struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, s
         case 'a': {
             struct sb t;
             sb_init(&t, r->a, r->lim->max_output);
-            if ((type == 's' ? py_str : py_repr)(&t, v, CHAT_MAX_VALUE_DEPTH, r->err)) return r->failed = true, NULL;
+            if ((type == 's' ? py_str : py_repr)(&t, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &t);
             struct cstr ts = sb_cstr(&t);
             if (fmt->markup) { // Markup % args escapes the arguments
                 struct chat_value *tv = cv_str(r->a, ts), *ev = tv ? markup_escape(r, tv) : NULL;
-                if (!ev) return rfail(r, "out of memory");
+                if (!ev) return oom(r);
                 ts = ev->u.str;
             }
             size_t len = ts.len;
@@ -578,7 +578,7 @@ static bool fmt_spec_apply(struct render *r, struct sb *b, struct chat_value *v,
     bool numeric = v->type == CHAT_INT || v->type == CHAT_FLOAT || v->type == CHAT_BOOL;
     if (type == 0 || type == 's') {
         if (type == 's' && v->type != CHAT_STRING) return rfail(r, "unknown format code 's' for %s", py_type_name(v)), false;
-        if (py_str(&t, v, CHAT_MAX_VALUE_DEPTH, r->err)) return r->failed = true, false;
+        if (py_str(&t, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &t), false;
         if (prec >= 0 && v->type == CHAT_STRING) t.len = byte_of_cp(sb_cstr(&t), prec, utf8_count(t.s, t.len));
         if (!align) align = numeric ? '>' : '<';
     } else if (strchr("dfFeEgG%", type) && numeric) {
@@ -677,9 +677,9 @@ static struct chat_value *str_format(struct render *r, struct cstr f, const stru
         if (conv == 'r' || conv == 's' || conv == 'a') {
             struct sb t;
             sb_init(&t, r->a, r->lim->max_output);
-            if ((conv == 's' ? py_str : py_repr)(&t, v, CHAT_MAX_VALUE_DEPTH, r->err)) return r->failed = true, NULL;
+            if ((conv == 's' ? py_str : py_repr)(&t, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &t);
             v = cv_str(r->a, sb_cstr(&t));
-            if (!v) return rfail(r, "out of memory");
+            if (!v) return oom(r);
         } else if (conv) return rfail(r, "Unknown conversion specifier %c", conv);
         if (escape_fields) { // Markup.format escapes each formatted field
             struct sb field_sb;
@@ -718,7 +718,7 @@ static struct chat_value *attr_path(struct render *r, struct chat_value *item, s
             else num = num * 10 + (part[k] - '0');
         }
         struct chat_value *key = digits ? cv_int(r->a, num) : cv_str(r->a, (struct cstr){part, NULL, n});
-        if (!key) return rfail(r, "out of memory");
+        if (!key) return oom(r);
         if (!(item = get_item(r, item, key))) return NULL;
         if (dflt && item->type == CHAT_UNDEFINED) item = dflt;
         start = i + 1;
@@ -736,7 +736,7 @@ static bool sort_by_keys(struct render *r, struct chat_value **items, struct cha
                          bool reverse) {
     if (n < 2) return true;
     struct chat_value **ti = arena_alloc(r->a, n * sizeof *ti), **tk = arena_alloc(r->a, n * sizeof *tk);
-    if (!ti || !tk) return rfail(r, "out of memory"), false;
+    if (!ti || !tk) return oom(r), false;
     for (size_t width = 1; width < n; width *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
@@ -744,11 +744,7 @@ static bool sort_by_keys(struct render *r, struct chat_value **items, struct cha
             while (i < mid && j < hi) {
                 int c;
                 if (!charge(r, 1)) return false;
-                if (py_cmp(keys[j], keys[i], "<", &c, CHAT_MAX_VALUE_DEPTH, r->err)) {
-                    char msg[sizeof r->err->msg];
-                    snprintf(msg, sizeof msg, "%s", r->err->msg);
-                    return rfail(r, "%s", msg), false;
-                }
+                if (r_cmp(r, keys[j], keys[i], "<", &c)) return false;
                 bool take_right = reverse ? c > 0 && c != 2 : c < 0;
                 if (take_right) tk[k] = keys[j], ti[k++] = items[j++];
                 else tk[k] = keys[i], ti[k++] = items[i++];
@@ -767,7 +763,7 @@ static struct chat_value **items_copy(struct render *r, struct chat_value *v, si
     struct chat_value **src = iterate(r, v, n);
     if (!src) return NULL;
     struct chat_value **dst = arena_alloc(r->a, (*n + 1) * sizeof *dst);
-    if (!dst) return rfail(r, "out of memory"), NULL;
+    if (!dst) return oom(r), NULL;
     if (*n) memcpy(dst, src, *n * sizeof *dst);
     return dst;
 }
@@ -837,7 +833,7 @@ struct chat_value *markup_escape(struct render *r, struct chat_value *v) {
 struct chat_value *as_markup(struct render *r, struct chat_value *v, bool markup) {
     if (!v || !markup || v->type != CHAT_STRING || v->markup) return v;
     struct chat_value *m = cv_new(r->a, CHAT_STRING);
-    if (!m) return rfail(r, "out of memory");
+    if (!m) return oom(r);
     *m = *v;
     m->markup = 1;
     return m;
@@ -1038,7 +1034,7 @@ static struct chat_value *do_indent(struct render *r, struct chat_value *v, stru
             if (w < 0) w = 0;
             if (w > 4096) return rfail(r, "indent width too large");
             char *sp = arena_alloc(r->a, (size_t)w + 1);
-            if (!sp) return rfail(r, "out of memory");
+            if (!sp) return oom(r);
             memset(sp, ' ', (size_t)w);
             ind = (struct cstr){sp, NULL, (size_t)w};
         }
@@ -1082,7 +1078,7 @@ static struct chat_value *do_tojson(struct render *r, struct chat_value *v, stru
             if (w < 0) w = 0;
             if (w > 256) return rfail(r, "tojson indent too large");
             char *sp = arena_alloc(r->a, (size_t)w + 1);
-            if (!sp) return rfail(r, "out of memory");
+            if (!sp) return oom(r);
             memset(sp, ' ', (size_t)w);
             o.indent = sp;
             o.indent_len = (size_t)w;
@@ -1100,12 +1096,7 @@ static struct chat_value *do_tojson(struct render *r, struct chat_value *v, stru
     }
     struct sb b;
     sb_init(&b, r->a, r->lim->max_output);
-    if (json_dump(&b, v, &o, CHAT_MAX_VALUE_DEPTH, r->err)) {
-        if (b.failed) return str_value(r, &b);
-        char msg[sizeof r->err->msg];
-        snprintf(msg, sizeof msg, "%s", r->err->msg);
-        return rfail(r, "%s", msg);
-    }
+    if (json_dump(&b, v, &o, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &b);
     if (!charge(r, b.len / 64)) return NULL;
     return str_value(r, &b);
 }
@@ -1150,7 +1141,7 @@ static struct chat_value *select_reject(struct render *r, struct chat_value *v, 
     struct chat_value **items = iterate(r, v, &n);
     if (!items) return NULL;
     struct chat_value **out = arena_alloc(r->a, (n + 1) * sizeof *out);
-    if (!out) return rfail(r, "out of memory");
+    if (!out) return oom(r);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!charge(r, 1)) return NULL;
@@ -1184,7 +1175,7 @@ static struct chat_value *do_map(struct render *r, struct chat_value *v, const s
     struct chat_value **items = iterate(r, v, &n);
     if (!items) return NULL;
     struct chat_value **out = arena_alloc(r->a, (n + 1) * sizeof *out);
-    if (!out) return rfail(r, "out of memory");
+    if (!out) return oom(r);
     for (size_t i = 0; i < n; i++) {
         if (!charge(r, 1)) return NULL;
         out[i] = fname ? call_filter_by_name(r, fname, items[i], &fargs, sc) : attr_path(r, items[i], attribute, dflt);
@@ -1200,7 +1191,7 @@ static struct chat_value *do_sort(struct render *r, struct chat_value *v, struct
     struct chat_value **items = items_copy(r, v, &n);
     if (!items) return NULL;
     struct chat_value **keys = arena_alloc(r->a, (n + 1) * sizeof *keys);
-    if (!keys) return rfail(r, "out of memory");
+    if (!keys) return oom(r);
     // attribute may list several keys: "age,name"
     struct chat_value *attrs[16];
     int n_attrs = 0;
@@ -1209,7 +1200,7 @@ static struct chat_value *do_sort(struct render *r, struct chat_value *v, struct
         size_t start = 0;
         for (size_t i = 0; i <= a.len && n_attrs < 16; i++)
             if (i == a.len || a.s[i] == ',') {
-                if (!(attrs[n_attrs++] = cv_str(r->a, (struct cstr){a.s + start, NULL, i - start}))) return rfail(r, "out of memory");
+                if (!(attrs[n_attrs++] = cv_str(r->a, (struct cstr){a.s + start, NULL, i - start}))) return oom(r);
                 start = i + 1;
             }
     }
@@ -1244,7 +1235,7 @@ static struct chat_value *do_dictsort(struct render *r, struct chat_value *v, st
     if (v->type != CHAT_OBJECT) return rfail(r, "dictsort needs a mapping, not '%s'", py_type_name(v));
     size_t n = v->u.obj.n;
     struct chat_value **items = arena_alloc(r->a, (n + 1) * sizeof *items), **keys = arena_alloc(r->a, (n + 1) * sizeof *keys);
-    if (!items || !keys) return rfail(r, "out of memory");
+    if (!items || !keys) return oom(r);
     for (size_t i = 0; i < n; i++) {
         if (!(items[i] = tuple2(r, v->u.obj.keys[i], v->u.obj.vals[i]))) return NULL;
         if (!(keys[i] = lower_if_str(r, pos ? v->u.obj.vals[i] : v->u.obj.keys[i], cs))) return NULL;
@@ -1260,7 +1251,7 @@ static struct chat_value *do_unique(struct render *r, struct chat_value *v, stru
     if (!items) return NULL;
     struct chat_value **out = arena_alloc(r->a, (n + 1) * sizeof *out);
     struct chat_value *seen = cv_new(r->a, CHAT_OBJECT);
-    if (!out || !seen) return rfail(r, "out of memory");
+    if (!out || !seen) return oom(r);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!charge(r, 1)) return NULL;
@@ -1269,7 +1260,7 @@ static struct chat_value *do_unique(struct render *r, struct chat_value *v, stru
         if (key->type == CHAT_ARRAY && !key->is_tuple) return rfail(r, "unhashable type: 'list'");
         if (key->type == CHAT_OBJECT) return rfail(r, "unhashable type: 'dict'");
         if (cv_obj_find(seen, key)) continue;
-        if (cv_obj_set(r->a, seen, key, CV_NONE)) return rfail(r, "out of memory");
+        if (cv_obj_set(r->a, seen, key, CV_NONE)) return oom(r);
         out[k++] = items[i];
     }
     return make_iter(r, out, k);
@@ -1287,11 +1278,7 @@ static struct chat_value *do_min_max(struct render *r, struct chat_value *v, str
         struct chat_value *key = attr_path(r, items[i], arg[1], NULL);
         if (!key || !(key = lower_if_str(r, key, cs))) return NULL;
         int c;
-        if (py_cmp(key, best_key, is_max ? ">" : "<", &c, CHAT_MAX_VALUE_DEPTH, r->err)) {
-            char msg[sizeof r->err->msg];
-            snprintf(msg, sizeof msg, "%s", r->err->msg);
-            return rfail(r, "%s", msg);
-        }
+        if (r_cmp(r, key, best_key, is_max ? ">" : "<", &c)) return NULL;
         if (c != 2 && (is_max ? c > 0 : c < 0)) best = items[i], best_key = key;
     }
     return best;
@@ -1310,7 +1297,7 @@ static struct chat_value *do_join(struct render *r, struct chat_value *v, struct
         if (i && sep) sb_put_str(&b, sep->u.str);
         struct chat_value *x = attr_path(r, items[i], attribute, NULL);
         if (!x) return NULL;
-        if (py_str(&b, x, CHAT_MAX_VALUE_DEPTH, r->err)) return b.failed ? str_value(r, &b) : (r->failed = true, NULL);
+        if (py_str(&b, x, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &b);
     }
     return str_value(r, &b);
 }
@@ -1339,7 +1326,7 @@ static struct chat_value *do_sum(struct render *r, struct chat_value *v, struct 
             acc = cv_int(r->a, z);
         }
     }
-    return acc ? acc : rfail(r, "out of memory");
+    return acc ? acc : oom(r);
 }
 
 static struct chat_value *do_reverse(struct render *r, struct chat_value *v) {
@@ -1394,7 +1381,7 @@ static struct chat_value *do_batch(struct render *r, struct chat_value *v, struc
     struct chat_value **items = iterate(r, v, &n);
     if (!items) return NULL;
     struct chat_value **out = arena_alloc(r->a, (n + 2) * sizeof *out);
-    if (!out) return rfail(r, "out of memory");
+    if (!out) return oom(r);
     size_t k = 0;
     struct chat_value *row = new_array(r, 0);
     if (!row) return NULL;
@@ -1509,10 +1496,10 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
         struct chat_value *pa;
         if (args->nkw) {
             pa = cv_new(r->a, CHAT_OBJECT);
-            if (!pa) return rfail(r, "out of memory");
+            if (!pa) return oom(r);
             for (int k = 0; k < args->nkw; k++) {
                 struct chat_value *key = cv_str_copy(r->a, args->kw[k], strlen(args->kw[k]), false);
-                if (!key || cv_obj_set(r->a, pa, key, args->kwv[k])) return rfail(r, "out of memory");
+                if (!key || cv_obj_set(r->a, pa, key, args->kwv[k])) return oom(r);
             }
         } else {
             if (!(pa = array_of(r, args->pos, (size_t)args->npos))) return NULL;
@@ -1534,7 +1521,7 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
         if (v->type == CHAT_UNDEFINED) return make_iter(r, NULL, 0);
         if (v->type != CHAT_OBJECT) return rfail(r, "Can only get item pairs from a mapping.");
         struct chat_value **out = arena_alloc(r->a, (v->u.obj.n + 1) * sizeof *out);
-        if (!out) return rfail(r, "out of memory");
+        if (!out) return oom(r);
         for (size_t i = 0; i < v->u.obj.n; i++)
             if (!(out[i] = tuple2(r, v->u.obj.keys[i], v->u.obj.vals[i]))) return NULL;
         return make_iter(r, out, v->u.obj.n);
@@ -1733,27 +1720,28 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
             size_t n;
             struct chat_value **items = iterate(r, a0, &n);
             if (!items) return -1;
-            for (size_t i = 0; i < n; i++)
-                if (py_eq(items[i], v, CHAT_MAX_VALUE_DEPTH) == 1) return 1;
+            for (size_t i = 0; i < n; i++) {
+                int e = r_eq(r, items[i], v);
+                if (e) return e;
+            }
             return 0;
         }
         }
     }
     case T_EQ1:
     case T_EQ2:
-    case T_EQ3: return py_eq(v, a0, CHAT_MAX_VALUE_DEPTH) == 1;
+    case T_EQ3: return r_eq(r, v, a0);
     case T_NE1:
-    case T_NE2: return py_eq(v, a0, CHAT_MAX_VALUE_DEPTH) != 1;
+    case T_NE2: {
+        int e = r_eq(r, v, a0);
+        return e < 0 ? -1 : !e;
+    }
     default: {
         const char *op = id <= T_GT3 ? ">" : id <= T_GE2 ? ">=" : id <= T_LT3 ? "<" : "<=";
         if (v->type == CHAT_UNDEFINED) return undefined_error(r, v), -1;
         if (a0->type == CHAT_UNDEFINED) return undefined_error(r, a0), -1;
         int c;
-        if (py_cmp(v, a0, op, &c, CHAT_MAX_VALUE_DEPTH, r->err)) {
-            char msg[sizeof r->err->msg];
-            snprintf(msg, sizeof msg, "%s", r->err->msg);
-            return rfail(r, "%s", msg), -1;
-        }
+        if (r_cmp(r, v, a0, op, &c)) return -1;
         if (c == 2) return 0;
         return op[0] == '>' ? (op[1] ? c >= 0 : c > 0) : (op[1] ? c <= 0 : c < 0);
     }
@@ -1772,13 +1760,13 @@ int builtin_global_find(const char *name, size_t len) { return find_name(global_
 // dict(*args, **kwargs) / namespace(*args, **kwargs): a mapping or pairs, then keywords.
 static struct chat_value *make_mapping(struct render *r, const char *fname, const struct args *args, int type) {
     struct chat_value *obj = cv_new(r->a, type);
-    if (!obj) return rfail(r, "out of memory");
+    if (!obj) return oom(r);
     if (args->npos > 1) return rfail(r, "%s expected at most 1 argument, got %d", fname, args->npos);
     if (args->npos == 1) {
         struct chat_value *src = args->pos[0];
         if (src->type == CHAT_OBJECT || src->type == CV_NAMESPACE) {
             for (size_t i = 0; i < src->u.obj.n; i++)
-                if (cv_obj_set(r->a, obj, src->u.obj.keys[i], src->u.obj.vals[i])) return rfail(r, "out of memory");
+                if (cv_obj_set(r->a, obj, src->u.obj.keys[i], src->u.obj.vals[i])) return oom(r);
         } else {
             size_t n;
             struct chat_value **items = iterate(r, src, &n);
@@ -1788,13 +1776,13 @@ static struct chat_value *make_mapping(struct render *r, const char *fname, cons
                 struct chat_value **pair = iterate(r, items[i], &k);
                 if (!pair) return NULL;
                 if (k != 2) return rfail(r, "dictionary update sequence element #%zu has length %zu; 2 is required", i, k);
-                if (cv_obj_set(r->a, obj, pair[0], pair[1])) return rfail(r, "out of memory");
+                if (cv_obj_set(r->a, obj, pair[0], pair[1])) return oom(r);
             }
         }
     }
     for (int k = 0; k < args->nkw; k++) {
         struct chat_value *key = cv_str_copy(r->a, args->kw[k], strlen(args->kw[k]), false);
-        if (!key || cv_obj_set(r->a, obj, key, args->kwv[k])) return rfail(r, "out of memory");
+        if (!key || cv_obj_set(r->a, obj, key, args->kwv[k])) return oom(r);
     }
     return obj;
 }
@@ -1818,7 +1806,7 @@ struct chat_value *builtin_call_global(struct render *r, int id, const struct ar
             for (int i = 0; i < args->npos; i++) v[i] = args->pos[i]->type == CHAT_BOOL ? args->pos[i]->u.b : args->pos[i]->u.i;
         if (v[2] == 0) return rfail(r, "range() arg 3 must not be zero");
         struct chat_value *rv = cv_new(r->a, CV_RANGE);
-        if (!rv) return rfail(r, "out of memory");
+        if (!rv) return oom(r);
         rv->u.range.start = v[0];
         rv->u.range.stop = v[1];
         rv->u.range.step = v[2];
@@ -1913,7 +1901,7 @@ struct chat_value *builtin_method_lookup(struct render *r, struct chat_value *ob
         if (id == M_UNSAFE) {
             // The sandbox hands back an undefined value that fails when used.
             struct chat_value *u = cv_new(r->a, CHAT_UNDEFINED);
-            if (!u) return rfail(r, "out of memory");
+            if (!u) return oom(r);
             u->undef_how = UNDEF_ATTR;
             u->security = 1;
             u->u.undef.name = methods[i].name;
@@ -1922,7 +1910,7 @@ struct chat_value *builtin_method_lookup(struct render *r, struct chat_value *ob
         }
         struct chat_fn *fn = arena_zalloc(r->a, sizeof *fn);
         struct chat_value *v = cv_new(r->a, CV_CALLABLE);
-        if (!fn || !v) return rfail(r, "out of memory");
+        if (!fn || !v) return oom(r);
         fn->kind = FN_METHOD;
         fn->builtin = id;
         fn->self = obj;
@@ -2097,7 +2085,7 @@ static struct chat_value *str_method(struct render *r, struct chat_fn *fn, struc
         bool right = fn->builtin == M_RPARTITION;
         const char *hit = right ? rfind_bytes(s, s.len, arg[0]->u.str) : find_bytes(s, 0, arg[0]->u.str);
         struct chat_value *t = new_array(r, 3), *empty = cv_str(r->a, (struct cstr){"", NULL, 0});
-        if (!t || !empty) return rfail(r, "out of memory");
+        if (!t || !empty) return oom(r);
         t->is_tuple = 1;
         if (!hit) {
             struct chat_value *whole = cv_str(r->a, s);
@@ -2160,7 +2148,7 @@ static struct chat_value *markup_method(struct render *r, struct chat_fn *fn, st
     if (id == M_REPLACE || id == M_LJUST || id == M_RJUST || id == M_CENTER || id == M_JOIN) {
         a.pos = arena_alloc(r->a, ((size_t)a.npos + 1) * sizeof *a.pos);
         a.kwv = arena_alloc(r->a, ((size_t)a.nkw + 1) * sizeof *a.kwv);
-        if (!a.pos || !a.kwv) return rfail(r, "out of memory");
+        if (!a.pos || !a.kwv) return oom(r);
         for (int i = 0; i < args->npos; i++) a.pos[i] = args->pos[i];
         for (int i = 0; i < args->nkw; i++) a.kwv[i] = args->kwv[i];
         int which = id == M_REPLACE ? 1 : id == M_JOIN ? 0 : 1; // new / iterable / fillchar
@@ -2232,11 +2220,14 @@ struct chat_value *builtin_call_method(struct render *r, struct chat_fn *fn, con
         BIND(fn->name, "value");
         if (!arg[0]) return rfail(r, "%s() takes exactly one argument", fn->name);
         int64_t count = 0;
-        for (size_t i = 0; i < self->u.arr.n; i++)
-            if (py_eq(self->u.arr.v[i], arg[0], CHAT_MAX_VALUE_DEPTH) == 1) {
+        for (size_t i = 0; i < self->u.arr.n; i++) {
+            int e = r_eq(r, self->u.arr.v[i], arg[0]);
+            if (e < 0) return NULL;
+            if (e) {
                 if (fn->builtin == M_LIST_INDEX) return cv_int(r->a, (int64_t)i);
                 count++;
             }
+        }
         if (fn->builtin == M_LIST_INDEX) return rfail(r, "value is not in list");
         return cv_int(r->a, count);
     }

@@ -29,6 +29,11 @@ struct chat_value *rfail(struct render *r, const char *fmt, ...) {
     return NULL;
 }
 
+struct chat_value *oom(struct render *r) {
+    if (r->a->failed) return rfail(r, "the template needs more than %zu MB of memory", r->lim->max_memory >> 20);
+    return rfail(r, "out of memory");
+}
+
 // Turns a failed string builder into the right message.
 static struct chat_value *sb_fail(struct render *r, const struct sb *b) {
     if (r->a->failed)
@@ -43,6 +48,24 @@ bool charge(struct render *r, uint64_t units) {
         return false;
     }
     return true;
+}
+
+int r_eq(struct render *r, const struct chat_value *a, const struct chat_value *b) {
+    uint64_t budget = r->steps < r->lim->max_steps ? r->lim->max_steps - r->steps : 0, start = budget;
+    int e = py_eq(a, b, CHAT_MAX_VALUE_DEPTH, &budget);
+    if (!charge(r, start - budget)) return -1;
+    if (e == -2) return charge(r, 1), -1;
+    if (e == -1) return rfail(r, "value nested too deeply (more than %d levels)", CHAT_MAX_VALUE_DEPTH), -1;
+    return e;
+}
+
+int r_cmp(struct render *r, const struct chat_value *a, const struct chat_value *b, const char *op, int *res) {
+    uint64_t budget = r->steps < r->lim->max_steps ? r->lim->max_steps - r->steps : 0, start = budget;
+    llm_err e;
+    int rc = py_cmp(a, b, op, res, CHAT_MAX_VALUE_DEPTH, &budget, &e);
+    if (!charge(r, start - budget)) return -1;
+    if (rc) return rfail(r, "%s", e.msg), -1;
+    return 0;
 }
 
 static const char *object_type(const struct chat_value *v) {
@@ -83,7 +106,7 @@ struct chat_value *undefined_error(struct render *r, const struct chat_value *u)
 static struct chat_value *make_undef(struct render *r, int how, const char *name, const struct chat_value *obj,
                                      const struct chat_value *key) {
     struct chat_value *u = cv_new(r->a, CHAT_UNDEFINED);
-    if (!u) return rfail(r, "out of memory");
+    if (!u) return oom(r);
     u->undef_how = (uint8_t)how;
     u->u.undef.name = name;
     u->u.undef.key = key;
@@ -98,7 +121,7 @@ struct chat_value *make_undef_hint(struct render *r, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     char *s = arena_alloc(r->a, strlen(msg) + 1);
-    if (!s) return rfail(r, "out of memory");
+    if (!s) return oom(r);
     strcpy(s, msg);
     return make_undef(r, UNDEF_HINT, s, NULL, NULL);
 }
@@ -113,7 +136,7 @@ static const char *copy_cname(struct render *r, const char *s, size_t n) {
 
 struct chat_value *make_iter(struct render *r, struct chat_value **items, size_t n) {
     struct chat_value *v = cv_new(r->a, CV_ITER);
-    if (!v) return rfail(r, "out of memory");
+    if (!v) return oom(r);
     v->u.iter.v = items;
     v->u.iter.n = n;
     return v;
@@ -124,7 +147,7 @@ struct chat_value *make_iter(struct render *r, struct chat_value **items, size_t
 static struct scope *scope_new(struct render *r, struct scope *parent) {
     struct scope *s = arena_zalloc(r->a, sizeof *s);
     if (!s) {
-        rfail(r, "out of memory");
+        oom(r);
         return NULL;
     }
     s->parent = parent;
@@ -132,6 +155,7 @@ static struct scope *scope_new(struct render *r, struct scope *parent) {
 }
 
 static int scope_set(struct render *r, struct scope *s, const char *name, size_t len, struct chat_value *v) {
+    if (!charge(r, s->n / 16)) return -1;
     for (size_t i = 0; i < s->n; i++)
         if (s->vars[i].len == len && memcmp(s->vars[i].name, name, len) == 0) {
             s->vars[i].val = v;
@@ -140,7 +164,7 @@ static int scope_set(struct render *r, struct scope *s, const char *name, size_t
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 8;
         struct scope_var *nv = arena_grow(r->a, s->vars, s->cap * sizeof *nv, cap * sizeof *nv);
-        if (!nv) return rfail(r, "out of memory"), -1;
+        if (!nv) return oom(r), -1;
         s->vars = nv;
         s->cap = cap;
     }
@@ -151,7 +175,7 @@ static int scope_set(struct render *r, struct scope *s, const char *name, size_t
 static struct chat_value *global_fn(struct render *r, int id, const char *name) {
     struct chat_fn *fn = arena_zalloc(r->a, sizeof *fn);
     struct chat_value *v = cv_new(r->a, CV_CALLABLE);
-    if (!fn || !v) return rfail(r, "out of memory");
+    if (!fn || !v) return oom(r);
     fn->kind = FN_GLOBAL;
     fn->builtin = id;
     fn->name = name;
@@ -160,9 +184,11 @@ static struct chat_value *global_fn(struct render *r, int id, const char *name) 
 }
 
 static struct chat_value *lookup(struct render *r, struct scope *s, const char *name, size_t len) {
-    for (; s; s = s->parent)
+    for (; s; s = s->parent) {
+        if (!charge(r, s->n / 16)) return NULL;
         for (size_t i = s->n; i-- > 0;)
             if (s->vars[i].len == len && memcmp(s->vars[i].name, name, len) == 0) return s->vars[i].val;
+    }
     if (r->context) {
         struct chat_value *v = cv_obj_get(r->context, name, len);
         if (v) return v;
@@ -178,11 +204,7 @@ struct chat_value *to_str(struct render *r, const struct chat_value *v) {
     if (v->type == CHAT_STRING) return (struct chat_value *)v;
     struct sb b;
     sb_init(&b, r->a, r->lim->max_output);
-    if (py_str(&b, v, CHAT_MAX_VALUE_DEPTH, r->err)) {
-        if (b.failed) return sb_fail(r, &b);
-        r->failed = true;
-        return NULL;
-    }
+    if (py_str(&b, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &b);
     return cv_str(r->a, sb_cstr(&b));
 }
 
@@ -195,7 +217,7 @@ static struct chat_value *char_value(struct render *r, struct cstr s, size_t off
 // Byte offsets of each code point of s, plus s.len at the end: [n + 1].
 static size_t *cp_offsets(struct render *r, struct cstr s, size_t *n) {
     size_t *off = arena_alloc(r->a, (s.len + 1) * sizeof *off);
-    if (!off) return rfail(r, "out of memory"), NULL;
+    if (!off) return oom(r), NULL;
     size_t k = 0;
     for (size_t i = 0; i < s.len;) {
         off[k++] = i;
@@ -222,9 +244,9 @@ struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n) {
         size_t count;
         size_t *off = cp_offsets(r, v->u.str, &count);
         struct chat_value **items = off ? arena_alloc(r->a, (count + 1) * sizeof *items) : NULL;
-        if (!items) return rfail(r, "out of memory"), NULL;
+        if (!items) return oom(r), NULL;
         for (size_t i = 0; i < count; i++)
-            if (!(items[i] = char_value(r, v->u.str, off[i], off[i + 1] - off[i]))) return rfail(r, "out of memory"), NULL;
+            if (!(items[i] = char_value(r, v->u.str, off[i], off[i + 1] - off[i]))) return oom(r), NULL;
         *n = count;
         return items;
     }
@@ -235,9 +257,9 @@ struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n) {
         else if (st < 0 && a > b) count = ((uint64_t)a - (uint64_t)b - 1) / (uint64_t)(-(st + 1) + 1) + 1;
         if (!charge(r, count)) return NULL;
         struct chat_value **items = arena_alloc(r->a, (count + 1) * sizeof *items);
-        if (!items) return rfail(r, "out of memory"), NULL;
+        if (!items) return oom(r), NULL;
         for (uint64_t i = 0; i < count; i++)
-            if (!(items[i] = cv_int(r->a, a + (int64_t)i * st))) return rfail(r, "out of memory"), NULL;
+            if (!(items[i] = cv_int(r->a, a + (int64_t)i * st))) return oom(r), NULL;
         *n = (size_t)count;
         return items;
     }
@@ -272,7 +294,7 @@ static struct chat_value *loop_attr(struct render *r, struct chat_value *lv, con
     if (IS("cycle") || IS("changed")) {
         struct chat_fn *fn = arena_zalloc(r->a, sizeof *fn);
         struct chat_value *v = cv_new(r->a, CV_CALLABLE);
-        if (!fn || !v) return rfail(r, "out of memory");
+        if (!fn || !v) return oom(r);
         fn->kind = FN_METHOD;
         fn->builtin = IS("cycle") ? -1 : -2; // handled in call_value
         fn->self = lv;
@@ -417,9 +439,9 @@ static struct chat_value *do_slice(struct render *r, struct chat_value *obj, str
         return as_markup(r, cv_str(r->a, sb_cstr(&b)), obj->markup);
     }
     struct chat_value *out = cv_array(r->a, 0);
-    if (!out) return rfail(r, "out of memory");
+    if (!out) return oom(r);
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
-        if (cv_push(r->a, out, items[i])) return rfail(r, "out of memory");
+        if (cv_push(r->a, out, items[i])) return oom(r);
     return out;
 }
 
@@ -462,7 +484,7 @@ static struct chat_value *repeat(struct render *r, struct chat_value *seq, int64
     if (n && (uint64_t)times > r->lim->max_memory / (n * sizeof(void *))) return rfail(r, "list repetition too large");
     if (!charge(r, (uint64_t)times * n + 1)) return NULL;
     struct chat_value *out = cv_array(r->a, (size_t)times * n);
-    if (!out) return rfail(r, "out of memory");
+    if (!out) return oom(r);
     out->is_tuple = seq->is_tuple;
     for (int64_t i = 0; i < times; i++)
         for (size_t k = 0; k < n; k++) out->u.arr.v[out->u.arr.n++] = seq->u.arr.v[k];
@@ -568,7 +590,7 @@ static struct chat_value *arith(struct render *r, int op, struct chat_value *a, 
         if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple) {
             if (!charge(r, a->u.arr.n + b->u.arr.n + 1)) return NULL;
             struct chat_value *out = cv_array(r->a, a->u.arr.n + b->u.arr.n);
-            if (!out) return rfail(r, "out of memory");
+            if (!out) return oom(r);
             out->is_tuple = a->is_tuple;
             for (size_t i = 0; i < a->u.arr.n; i++) out->u.arr.v[out->u.arr.n++] = a->u.arr.v[i];
             for (size_t i = 0; i < b->u.arr.n; i++) out->u.arr.v[out->u.arr.n++] = b->u.arr.v[i];
@@ -612,8 +634,8 @@ static int contains(struct render *r, struct chat_value *container, struct chat_
         } else if (!(items = iterate(r, container, &n))) return -1;
         if (!charge(r, n / 4 + 1)) return -1;
         for (size_t i = 0; i < n; i++) {
-            int e = py_eq(items[i], item, CHAT_MAX_VALUE_DEPTH);
-            if (e < 0) return rfail(r, "value nested too deeply"), -1;
+            int e = r_eq(r, items[i], item);
+            if (e < 0) return -1;
             if (e) {
                 if (container->type == CV_ITER) container->u.iter.pos += i + 1;
                 return 1;
@@ -631,8 +653,8 @@ static int compare(struct render *r, int op, struct chat_value *a, struct chat_v
     switch (op) {
     case 'e':
     case 'n': {
-        int e = py_eq(a, b, CHAT_MAX_VALUE_DEPTH);
-        if (e < 0) return rfail(r, "value nested too deeply"), -1;
+        int e = r_eq(r, a, b);
+        if (e < 0) return -1;
         return op == 'e' ? e : !e;
     }
     case 'i':
@@ -645,11 +667,7 @@ static int compare(struct render *r, int op, struct chat_value *a, struct chat_v
     if (b->type == CHAT_UNDEFINED) return undefined_error(r, b), -1;
     const char *text = op == '<' ? "<" : op == 'l' ? "<=" : op == '>' ? ">" : ">=";
     int res;
-    if (py_cmp(a, b, text, &res, CHAT_MAX_VALUE_DEPTH, r->err)) {
-        char msg[sizeof r->err->msg];
-        snprintf(msg, sizeof msg, "%s", r->err->msg);
-        return rfail(r, "%s", msg), -1;
-    }
+    if (r_cmp(r, a, b, text, &res)) return -1;
     if (res == 2) return 0; // NaN
     switch (op) {
     case '<': return res < 0;
@@ -675,7 +693,7 @@ static int eval_args(struct render *r, struct node *n, struct scope *sc, struct 
     out->pos = arena_alloc(r->a, (npos + ndyn + 1) * sizeof *out->pos);
     out->kw = arena_alloc(r->a, (nkw + 1) * sizeof *out->kw);
     out->kwv = arena_alloc(r->a, (nkw + 1) * sizeof *out->kwv);
-    if (!out->pos || !out->kw || !out->kwv) return rfail(r, "out of memory"), -1;
+    if (!out->pos || !out->kw || !out->kwv) return oom(r), -1;
     for (size_t i = 0; i < npos; i++)
         if (!(out->pos[out->npos++] = eval(r, n->list.v[i], sc))) return -1;
     for (size_t i = 0; i < ndyn; i++) out->pos[out->npos++] = dyn_items[i];
@@ -717,9 +735,9 @@ static struct chat_value *call_macro(struct render *r, struct chat_fn *fn, const
     if (!sc) return NULL;
     int nparams = m->list.n, ndefaults = m->list2.n;
     bool *set = arena_zalloc(r->a, (size_t)nparams + 1);
-    if (!set) return rfail(r, "out of memory");
+    if (!set) return oom(r);
     struct chat_value *varargs = cv_array(r->a, 0), *kwargs = cv_new(r->a, CHAT_OBJECT);
-    if (!varargs || !kwargs) return rfail(r, "out of memory");
+    if (!varargs || !kwargs) return oom(r);
     varargs->is_tuple = 1;
     for (int i = 0; i < args->npos; i++) {
         if (i < nparams) {
@@ -727,7 +745,7 @@ static struct chat_value *call_macro(struct render *r, struct chat_fn *fn, const
             if (scope_set(r, sc, p->name, p->name_len, args->pos[i])) return NULL;
             set[i] = true;
         } else if (m->op & USES_VARARGS) {
-            if (cv_push(r->a, varargs, args->pos[i])) return rfail(r, "out of memory");
+            if (cv_push(r->a, varargs, args->pos[i])) return oom(r);
         } else return rfail(r, "macro '%s' takes not more than %d argument(s)", name, nparams);
     }
     struct chat_value *caller = NULL;
@@ -742,7 +760,7 @@ static struct chat_value *call_macro(struct render *r, struct chat_fn *fn, const
         } else if (strcmp(kw, "caller") == 0 && (m->op & USES_CALLER)) caller = args->kwv[k];
         else if (m->op & USES_KWARGS) {
             struct chat_value *key = cv_str_copy(r->a, kw, strlen(kw), false);
-            if (!key || cv_obj_set(r->a, kwargs, key, args->kwv[k])) return rfail(r, "out of memory");
+            if (!key || cv_obj_set(r->a, kwargs, key, args->kwv[k])) return oom(r);
         } else return rfail(r, "macro '%s' takes no keyword argument '%s'", name, kw);
     }
     for (int i = 0; i < nparams; i++) {
@@ -783,10 +801,12 @@ struct chat_value *call_value(struct render *r, struct chat_value *fv, const str
             }
             // loop.changed(*values): true when the values differ from the last call.
             struct chat_value *now = cv_array(r->a, (size_t)args->npos);
-            if (!now) return rfail(r, "out of memory");
+            if (!now) return oom(r);
             now->is_tuple = 1;
             for (int i = 0; i < args->npos; i++) now->u.arr.v[now->u.arr.n++] = args->pos[i];
-            bool changed = !L->changed_last || py_eq(L->changed_last, now, CHAT_MAX_VALUE_DEPTH) != 1;
+            int same = L->changed_last ? r_eq(r, L->changed_last, now) : 0;
+            if (same < 0) return NULL;
+            bool changed = !same;
             L->changed_last = now;
             return CV_BOOL(changed);
         }
@@ -876,7 +896,7 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
         sb_init(&s, r->a, r->lim->max_output);
         for (int i = 0; i < n->list.n; i++) {
             if (!(a = eval(r, n->list.v[i], sc))) return NULL;
-            if (py_str(&s, a, CHAT_MAX_VALUE_DEPTH, r->err)) return s.failed ? sb_fail(r, &s) : (r->failed = true, NULL);
+            if (py_str(&s, a, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &s);
         }
         if (s.failed) return sb_fail(r, &s);
         if (!charge(r, s.len / 64)) return NULL;
@@ -890,7 +910,7 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
     case E_LIST:
     case E_TUPLE: {
         struct chat_value *arr = cv_array(r->a, (size_t)n->list.n);
-        if (!arr) return rfail(r, "out of memory");
+        if (!arr) return oom(r);
         arr->is_tuple = n->kind == E_TUPLE;
         for (int i = 0; i < n->list.n; i++)
             if (!(arr->u.arr.v[arr->u.arr.n++] = eval(r, n->list.v[i], sc))) return NULL;
@@ -898,12 +918,12 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
     }
     case E_DICT: {
         struct chat_value *obj = cv_new(r->a, CHAT_OBJECT);
-        if (!obj) return rfail(r, "out of memory");
+        if (!obj) return oom(r);
         for (int i = 0; i < n->list.n; i++) {
             if (!(a = eval(r, n->list.v[i], sc)) || !(b = eval(r, n->list2.v[i], sc))) return NULL;
             if (a->type == CHAT_ARRAY && !a->is_tuple) return rfail(r, "unhashable type: 'list'");
             if (a->type == CHAT_OBJECT) return rfail(r, "unhashable type: 'dict'");
-            if (cv_obj_set(r->a, obj, a, b)) return rfail(r, "out of memory");
+            if (cv_obj_set(r->a, obj, a, b)) return oom(r);
         }
         return obj;
     }
@@ -924,7 +944,7 @@ static struct chat_value *eval(struct render *r, struct node *n, struct scope *s
     r->line = n->line;
     struct chat_value *v = eval_inner(r, n, sc);
     r->depth--;
-    if (!v && !r->failed) rfail(r, "out of memory");
+    if (!v && !r->failed) oom(r);
     return v;
 }
 
@@ -937,7 +957,7 @@ static int assign(struct render *r, struct node *target, struct chat_value *v, s
         if (!ns) return -1;
         if (ns->type != CV_NAMESPACE) return rfail(r, "can't assign attribute on non-namespace object"), -1;
         struct chat_value *key = cv_str_copy(r->a, target->name, target->name_len, false);
-        if (!key || cv_obj_set(r->a, ns, key, v)) return rfail(r, "out of memory"), -1;
+        if (!key || cv_obj_set(r->a, ns, key, v)) return oom(r), -1;
         return 0;
     }
     // tuple unpacking
@@ -952,12 +972,16 @@ static int assign(struct render *r, struct node *target, struct chat_value *v, s
     return 0;
 }
 
+// A failed py_str / py_repr / json_dump: the builder's failure, or the message it left in err.
+struct chat_value *format_fail(struct render *r, const struct sb *b) {
+    if (b->failed) return sb_fail(r, b);
+    char msg[sizeof r->err->msg];
+    snprintf(msg, sizeof msg, "%s", r->err->msg);
+    return rfail(r, "%s", msg);
+}
+
 static int write_value(struct render *r, struct chat_value *v) {
-    if (py_str(r->out, v, CHAT_MAX_VALUE_DEPTH, r->err)) {
-        if (r->out->failed) sb_fail(r, r->out);
-        r->failed = true;
-        return -1;
-    }
+    if (py_str(r->out, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, r->out), -1;
     if (r->out->failed) return sb_fail(r, r->out), -1;
     return 0;
 }
@@ -986,7 +1010,7 @@ static int exec_for(struct render *r, struct node *n, struct scope *sc) {
     if (!it) return -1;
     if (n->c) { // {% for x in seq if cond %}: the loop sees only the kept items
         struct chat_value **kept = arena_alloc(r->a, (count + 1) * sizeof *kept);
-        if (!kept) return rfail(r, "out of memory"), -1;
+        if (!kept) return oom(r), -1;
         size_t k = 0;
         for (size_t i = 0; i < count; i++) {
             it->n = 0;
@@ -1004,7 +1028,7 @@ static int exec_for(struct render *r, struct node *n, struct scope *sc) {
     }
     struct chat_loop *L = arena_zalloc(r->a, sizeof *L);
     struct chat_value *lv = cv_new(r->a, CV_LOOP);
-    if (!L || !lv) return rfail(r, "out of memory"), -1;
+    if (!L || !lv) return oom(r), -1;
     L->items = items;
     L->length = count;
     lv->u.loop = L;
@@ -1026,7 +1050,7 @@ static int exec_for(struct render *r, struct node *n, struct scope *sc) {
 static struct chat_value *make_macro(struct render *r, struct node *n, struct scope *sc, int kind) {
     struct chat_fn *fn = arena_zalloc(r->a, sizeof *fn);
     struct chat_value *v = cv_new(r->a, CV_CALLABLE);
-    if (!fn || !v) return rfail(r, "out of memory");
+    if (!fn || !v) return oom(r);
     fn->kind = kind;
     fn->macro = n;
     fn->closure = sc;

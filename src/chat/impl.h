@@ -71,9 +71,9 @@ struct chat_value {
         struct {
             struct chat_value **keys; // [n]
             struct chat_value **vals; // [n]
-            size_t n, cap;
-            uint32_t *index;    // [index_cap] open-addressing hash of key -> position+1, once n > 8
-            uint32_t index_cap; // power of two, or 0 (no index yet)
+            uint32_t *index;          // [index_cap] open-addressing hash of key -> position+1, once n > 8
+            uint32_t n, cap;
+            uint32_t index_cap;       // power of two, or 0 (no index yet)
         } obj; // CHAT_OBJECT and CV_NAMESPACE
         struct {
             const char *name;            // UNDEF_NAME / UNDEF_ATTR: the name; UNDEF_HINT: the message
@@ -171,11 +171,13 @@ struct json_opts {
 int json_dump(struct sb *b, const struct chat_value *v, const struct json_opts *o, int depth_left,
               llm_err *err);
 
-// Python comparisons. py_eq never fails except on nesting (then -1); py_cmp
-// returns -1 with err set for unorderable types, else 0 with *res = <0, 0, >0.
-int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left);
+// Python comparisons. Each visited value costs one unit of *budget (NULL: no
+// limit). py_eq gives 1 / 0, or -1 for nesting deeper than depth_left, -2 when
+// the budget runs out; py_cmp returns -1 with err set for unorderable types (or
+// nesting, or budget), else 0 with *res = -1, 0, 1 (2: unordered, NaN).
+int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left, uint64_t *budget);
 int py_cmp(const struct chat_value *a, const struct chat_value *b, const char *op, int *res,
-           int depth_left, llm_err *err);
+           int depth_left, uint64_t *budget, llm_err *err);
 bool py_truthy(const struct chat_value *v);
 
 #define CHAT_MAX_VALUE_DEPTH 256
@@ -234,7 +236,8 @@ struct node_list {
 struct node {
     uint8_t kind; // enum node_kind
     uint8_t op;   // operator / flags, see enum node_kind
-    int line, col;
+    int line;     // 1-based, for runtime messages
+    size_t pos;   // byte offset in the source, for syntax messages
     struct node *a, *b, *c, *d;
     struct node_list list, list2, list3;
     const char *name; // NUL-terminated, in the template arena
@@ -279,7 +282,13 @@ enum { FLOW_NORMAL, FLOW_BREAK, FLOW_CONTINUE };
 
 // Sets a render error ("line N: message") and returns NULL for convenience.
 struct chat_value *rfail(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct chat_value *oom(struct render *r); // allocation failed: names the memory limit if that was it
+// A failed py_str / py_repr / json_dump into b: reports b's failure or the message left in r->err.
+struct chat_value *format_fail(struct render *r, const struct sb *b);
 bool charge(struct render *r, uint64_t units); // counts work; false (error set) over the limit
+// py_eq / py_cmp paid for from the step budget; -1 (error set) on failure.
+int r_eq(struct render *r, const struct chat_value *a, const struct chat_value *b);
+int r_cmp(struct render *r, const struct chat_value *a, const struct chat_value *b, const char *op, int *res);
 struct chat_value *undefined_error(struct render *r, const struct chat_value *u);
 
 // Arguments of a call, evaluated.

@@ -41,7 +41,8 @@ static const struct {
 
 struct token {
     int kind;
-    int line, col;
+    int line;   // 1-based
+    size_t pos; // byte offset in the (normalized) source; the column is worked out for messages
     const char *s; // T_NAME / T_DATA: text; T_STRING: unescaped value
     size_t len;
     int64_t ival;
@@ -60,13 +61,18 @@ struct lexer {
     llm_err *err;
 };
 
-static void pos_linecol(const struct lexer *L, size_t pos, int *line, int *col) {
-    size_t lo = 0, hi = L->n_lines; // last line start <= pos
+static size_t line_index(const struct lexer *L, size_t pos) {
+    size_t lo = 0, hi = L->n_lines; // the last line start <= pos
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
         if (L->line_starts[mid] <= pos) lo = mid;
         else hi = mid;
     }
+    return lo;
+}
+
+static void pos_linecol(const struct lexer *L, size_t pos, int *line, int *col) {
+    size_t lo = line_index(L, pos);
     *line = (int)lo + 1;
     // Columns count code points, from 1.
     *col = (int)utf8_count(L->src + L->line_starts[lo], pos - L->line_starts[lo]) + 1;
@@ -95,7 +101,8 @@ static struct token *emit(struct lexer *L, int kind, size_t pos) {
     struct token *t = &L->toks[L->n++];
     memset(t, 0, sizeof *t);
     t->kind = kind;
-    pos_linecol(L, pos, &t->line, &t->col);
+    t->line = (int)line_index(L, pos) + 1;
+    t->pos = pos;
     return t;
 }
 
@@ -505,7 +512,9 @@ static int pfail_at(struct parser *P, const struct token *t, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return err_set(P->err, "chat template syntax error at line %d:%d: %s", t->line, t->col, msg);
+    int line, col;
+    pos_linecol(P->L, t->pos, &line, &col);
+    return err_set(P->err, "chat template syntax error at line %d:%d: %s", line, col, msg);
 }
 #define PFAIL(P, ...) (pfail_at((P), (P)->t, __VA_ARGS__), (struct node *)NULL)
 
@@ -567,7 +576,7 @@ static struct node *mk(struct parser *P, int kind, const struct token *at) {
     }
     n->kind = (uint8_t)kind;
     n->line = at->line;
-    n->col = at->col;
+    n->pos = at->pos;
     n->builtin = -1;
     return n;
 }
@@ -811,7 +820,7 @@ static struct node *parse_test(struct parser *P, struct node *subject) {
     if (P->t->kind != T_NAME) return PFAIL(P, "expected a test name after 'is'");
     struct node *n = name_node(P, P->t, E_TEST);
     if (!n) return NULL;
-    n->line = at->line, n->col = at->col;
+    n->line = at->line, n->pos = at->pos;
     n->a = subject;
     next(P);
     while (P->t->kind == T_DOT) { // dotted test names: kept for the "unknown test" message
@@ -887,7 +896,7 @@ static struct node *parse_primary(struct parser *P, bool with_namespace) {
             next(P);
             if (P->t->kind != T_NAME) return PFAIL(P, "expected an attribute name");
             if (!(n = name_node(P, P->t, E_NSREF))) return NULL;
-            n->line = t->line, n->col = t->col;
+            n->line = t->line, n->pos = t->pos;
             if (!(n->a = name_node(P, t, E_NAME))) return NULL;
             next(P);
             return n;
@@ -1010,7 +1019,7 @@ static struct node *parse_postfix(struct parser *P, struct node *n) {
             if (attr->kind == T_NAME) {
                 struct node *g = name_node(P, attr, E_ATTR);
                 if (!g) return NULL;
-                g->line = at->line, g->col = at->col;
+                g->line = at->line, g->pos = at->pos;
                 g->a = n;
                 n = g;
             } else if (attr->kind == T_INT) {
@@ -1394,7 +1403,7 @@ static int check_names(struct parser *P, struct node *n, bool soft) {
         n->builtin = n->kind == E_FILTER ? builtin_filter_find(n->name, strlen(n->name))
                                          : builtin_test_find(n->name, strlen(n->name));
         if (n->builtin < 0 && !soft) {
-            struct token at = {.line = n->line, .col = n->col};
+            struct token at = {.line = n->line, .pos = n->pos};
             return pfail_at(P, &at, "no %s named '%s'", n->kind == E_FILTER ? "filter" : "test", n->name);
         }
     }

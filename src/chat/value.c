@@ -196,7 +196,7 @@ static uint64_t key_hash(const struct chat_value *k) {
     }
 }
 
-static bool key_eq(const struct chat_value *a, const struct chat_value *b) { return py_eq(a, b, 8) == 1; }
+static bool key_eq(const struct chat_value *a, const struct chat_value *b) { return py_eq(a, b, 8, NULL) == 1; }
 
 static int obj_reindex(struct arena *a, struct chat_value *obj, uint32_t cap) {
     uint32_t *idx = arena_zalloc(a, cap * sizeof *idx);
@@ -948,8 +948,12 @@ static int num_cmp(const struct chat_value *a, const struct chat_value *b) {
     return swap ? -r : r;
 }
 
-int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left) {
+int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left, uint64_t *budget) {
     if (depth_left <= 0) return -1;
+    if (budget) {
+        if (*budget == 0) return -2;
+        --*budget;
+    }
     if (a == b) return 1;
     if (is_number(a) && is_number(b)) return num_cmp(a, b) == 0;
     if (a->type != b->type) return 0;
@@ -960,7 +964,7 @@ int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left
     case CHAT_ARRAY:
         if (a->is_tuple != b->is_tuple || a->u.arr.n != b->u.arr.n) return 0;
         for (size_t i = 0; i < a->u.arr.n; i++) {
-            int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1);
+            int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1, budget);
             if (e != 1) return e;
         }
         return 1;
@@ -969,7 +973,7 @@ int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left
         for (size_t i = 0; i < a->u.obj.n; i++) {
             const struct chat_value *bv = cv_obj_find(b, a->u.obj.keys[i]);
             if (!bv) return 0;
-            int e = py_eq(a->u.obj.vals[i], bv, depth_left - 1);
+            int e = py_eq(a->u.obj.vals[i], bv, depth_left - 1, budget);
             if (e != 1) return e;
         }
         return 1;
@@ -981,8 +985,12 @@ int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left
 }
 
 int py_cmp(const struct chat_value *a, const struct chat_value *b, const char *op, int *res, int depth_left,
-           llm_err *err) {
+           uint64_t *budget, llm_err *err) {
     if (depth_left <= 0) return nest_fail(err);
+    if (budget) {
+        if (*budget == 0) return err_set(err, "comparison takes too long");
+        --*budget;
+    }
     if (is_number(a) && is_number(b)) {
         int c = num_cmp(a, b);
         if (c == 2) {
@@ -1000,9 +1008,10 @@ int py_cmp(const struct chat_value *a, const struct chat_value *b, const char *o
     if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple) {
         size_t n = a->u.arr.n < b->u.arr.n ? a->u.arr.n : b->u.arr.n;
         for (size_t i = 0; i < n; i++) {
-            int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1);
+            int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1, budget);
+            if (e == -2) return err_set(err, "comparison takes too long");
             if (e < 0) return nest_fail(err);
-            if (!e) return py_cmp(a->u.arr.v[i], b->u.arr.v[i], op, res, depth_left - 1, err);
+            if (!e) return py_cmp(a->u.arr.v[i], b->u.arr.v[i], op, res, depth_left - 1, budget, err);
         }
         *res = (a->u.arr.n > b->u.arr.n) - (a->u.arr.n < b->u.arr.n);
         return 0;
