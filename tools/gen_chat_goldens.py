@@ -203,6 +203,7 @@ SNIPPETS = [
     "{{ foo < 1 }}",
     "{{ foo() }}",
     "{{ 'a' in foo }}|{{ foo ~ 'x' }}|{{ foo == foo2 }}|{{ not foo }}",
+    "{{ 1 in foo|items }}|{{ 1 in []|select }}|{{ 'b' in d|items|map('first') }}",
     "{{ d.missing|default('x') }}|{{ ''|default('y') }}|{{ ''|default('y', true) }}|{{ none|default('z') }}",
     # types and tests
     "{{ 5 is divisibleby 3 }} {{ 6 is divisibleby(3) }} {{ none is none }} {{ 1 is number }} {{ true is number }} {{ 'a' is iterable }} {{ {} is sequence }}",

@@ -1824,6 +1824,7 @@ struct chat_value *builtin_call_global(struct render *r, int id, const struct ar
         if (!r->failed) {
             err_set(r->err, "raise_exception: %.*s", msg ? (int)(msg->u.str.len < 400 ? msg->u.str.len : 400) : 0,
                     msg ? msg->u.str.s : "");
+            one_line(r->err->msg);
             r->failed = true;
         }
         return NULL;

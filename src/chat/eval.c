@@ -24,6 +24,7 @@ struct chat_value *rfail(struct render *r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    one_line(msg);
     err_set(r->err, "chat template error at line %d: %s", r->line, msg);
     r->failed = true;
     return NULL;
@@ -135,9 +136,10 @@ static const char *copy_cname(struct render *r, const char *s, size_t n) {
 }
 
 struct chat_value *make_iter(struct render *r, struct chat_value **items, size_t n) {
+    static struct chat_value *no_items[1];
     struct chat_value *v = cv_new(r->a, CV_ITER);
     if (!v) return oom(r);
-    v->u.iter.v = items;
+    v->u.iter.v = items ? items : no_items;
     v->u.iter.n = n;
     return v;
 }
@@ -989,15 +991,20 @@ static int write_value(struct render *r, struct chat_value *v) {
 // A filter chain (E_FILTER nodes, innermost with a == NULL) applied to input.
 static struct chat_value *apply_filter_chain(struct render *r, struct node *chain, struct chat_value *input,
                                              struct scope *sc) {
-    if (!chain) return input;
-    if (chain->a) {
-        input = apply_filter_chain(r, chain->a, input, sc);
-        if (!input) return NULL;
+    // The chain is nested outermost first; apply it innermost first.
+    size_t n = 0;
+    for (struct node *f = chain; f; f = f->a) n++;
+    struct node **order = n ? arena_alloc(r->a, n * sizeof *order) : NULL;
+    if (n && !order) return oom(r);
+    size_t k = n;
+    for (struct node *f = chain; f; f = f->a) order[--k] = f;
+    for (size_t i = 0; i < n && input; i++) {
+        struct node tmp = *order[i];
+        tmp.a = NULL;
+        tmp.value = input;
+        input = eval(r, &tmp, sc);
     }
-    struct node tmp = *chain;
-    tmp.a = NULL;
-    tmp.value = input;
-    return eval(r, &tmp, sc);
+    return input;
 }
 
 static int exec_for(struct render *r, struct node *n, struct scope *sc) {
@@ -1071,8 +1078,15 @@ static int exec_stmt(struct render *r, struct node *n, struct scope *sc) {
         if (!(v = eval(r, n->a, sc))) return -1;
         return write_value(r, v);
     case S_IF:
-        if (!(v = eval(r, n->a, sc))) return -1;
-        return exec_list(r, py_truthy(v) ? &n->list : &n->list2, sc);
+        for (;;) {
+            if (!(v = eval(r, n->a, sc))) return -1;
+            if (py_truthy(v)) return exec_list(r, &n->list, sc);
+            if (n->list2.n == 1 && n->list2.v[0]->kind == S_IF && n->list2.v[0]->op == 1) {
+                n = n->list2.v[0]; // elif
+                continue;
+            }
+            return exec_list(r, &n->list2, sc);
+        }
     case S_FOR: return exec_for(r, n, sc);
     case S_SET:
         if (!(v = eval(r, n->b, sc))) return -1;

@@ -130,6 +130,9 @@ bool cp_isdigit(uint32_t cp);
 bool cp_islower(uint32_t cp);
 bool cp_isupper(uint32_t cp);
 
+// Error messages are one line: control characters (from template or user text) become spaces.
+void one_line(char *msg);
+
 // A growing string with per-byte provenance, in an arena.
 struct sb {
     struct arena *a;

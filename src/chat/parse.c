@@ -87,6 +87,7 @@ static int lex_fail(struct lexer *L, size_t pos, const char *fmt, ...) {
     va_end(ap);
     int line, col;
     pos_linecol(L, pos, &line, &col);
+    one_line(msg);
     return err_set(L->err, "chat template syntax error at line %d:%d: %s", line, col, msg);
 }
 
@@ -514,6 +515,7 @@ static int pfail_at(struct parser *P, const struct token *t, const char *fmt, ..
     va_end(ap);
     int line, col;
     pos_linecol(P->L, t->pos, &line, &col);
+    one_line(msg);
     return err_set(P->err, "chat template syntax error at line %d:%d: %s", line, col, msg);
 }
 #define PFAIL(P, ...) (pfail_at((P), (P)->t, __VA_ARGS__), (struct node *)NULL)
@@ -1119,28 +1121,56 @@ static bool parse_signature(struct parser *P, struct node *n) {
     return expect(P, T_RPAREN);
 }
 
-// Which of caller / varargs / kwargs a macro body uses (not counting nested macros).
-static int uses_names(const struct node *n) {
-    if (!n) return 0;
-    int u = 0;
-    if (n->kind == E_NAME) {
-        if (strcmp(n->name, "caller") == 0) u |= USES_CALLER;
-        else if (strcmp(n->name, "varargs") == 0) u |= USES_VARARGS;
-        else if (strcmp(n->name, "kwargs") == 0) u |= USES_KWARGS;
-        return u;
+// Depth-first walks over the AST use an explicit stack: a template can nest
+// expressions (a + b + c + ...) or elif chains far deeper than the C stack allows.
+struct walk_item {
+    struct node *n;
+    bool soft;
+};
+struct walk {
+    struct walk_item *v;
+    size_t n, cap;
+    bool failed;
+};
+
+static void walk_push(struct walk *w, struct node *n, bool soft) {
+    if (!n || w->failed) return;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        struct walk_item *v = realloc(w->v, cap * sizeof *v);
+        if (!v) {
+            w->failed = true;
+            return;
+        }
+        w->v = v;
+        w->cap = cap;
     }
-    if (n->kind == S_MACRO) return 0;
-    u |= uses_names(n->a) | uses_names(n->b) | uses_names(n->c) | uses_names(n->d);
-    const struct node_list *lists[3] = {&n->list, &n->list2, &n->list3};
-    for (int k = 0; k < 3; k++)
-        for (int i = 0; i < lists[k]->n; i++) u |= uses_names(lists[k]->v[i]);
-    return u;
+    w->v[w->n++] = (struct walk_item){n, soft};
 }
 
-static int uses_names_list(const struct node_list *l) {
+static void walk_children(struct walk *w, struct node *n, bool soft) {
+    struct node *kids[4] = {n->a, n->b, n->c, n->d};
+    for (int i = 0; i < 4; i++) walk_push(w, kids[i], soft);
+    struct node_list *lists[3] = {&n->list, &n->list2, &n->list3};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < lists[k]->n; i++) walk_push(w, lists[k]->v[i], soft);
+}
+
+// Which of caller / varargs / kwargs a macro body uses (not counting nested macros); -1 if out of memory.
+static int uses_names_list(const struct node_list *body) {
+    struct walk w = {0};
+    for (int i = 0; i < body->n; i++) walk_push(&w, body->v[i], false);
     int u = 0;
-    for (int i = 0; i < l->n; i++) u |= uses_names(l->v[i]);
-    return u;
+    while (w.n && !w.failed) {
+        struct node *n = w.v[--w.n].n;
+        if (n->kind == E_NAME) {
+            if (strcmp(n->name, "caller") == 0) u |= USES_CALLER;
+            else if (strcmp(n->name, "varargs") == 0) u |= USES_VARARGS;
+            else if (strcmp(n->name, "kwargs") == 0) u |= USES_KWARGS;
+        } else if (n->kind != S_MACRO) walk_children(&w, n, false);
+    }
+    free(w.v);
+    return w.failed ? -1 : u;
 }
 
 static struct node *parse_for(struct parser *P, const struct token *at) {
@@ -1183,6 +1213,7 @@ static struct node *parse_if(struct parser *P, const struct token *at) {
             next(P);
             struct node *inner = mk(P, S_IF, el);
             if (!inner || list_push(P, &n->list2, inner)) return NULL;
+            inner->op = 1; // an elif: the evaluator walks the chain without recursing
             n = inner;
             continue;
         }
@@ -1258,7 +1289,12 @@ static struct node *parse_statement(struct parser *P) {
         n->list3 = parse_statements(P, is_macro ? mends : cends, true, &ok);
         P->loop_depth = saved_loop;
         if (!ok) goto fail;
-        n->op = (uint8_t)uses_names_list(&n->list3);
+        int uses = uses_names_list(&n->list3);
+        if (uses < 0) {
+            err_set(P->err, "out of memory");
+            goto fail;
+        }
+        n->op = (uint8_t)uses;
     } else if (strcmp(tag, "filter") == 0) {
         n = mk(P, S_FILTER_BLOCK, at);
         if (!n || !(n->b = parse_filter(P, NULL, true))) goto fail;
@@ -1397,29 +1433,32 @@ static struct node_list parse_statements(struct parser *P, const char *const *en
 // jinja2 rejects an unknown filter or test when compiling, except where an
 // `if` (statement or expression) decides whether it runs: there it is an error
 // only if it is reached. Loops, macros and blocks start over.
-static int check_names(struct parser *P, struct node *n, bool soft) {
-    if (!n) return 0;
-    if (n->kind == E_FILTER || n->kind == E_TEST) {
-        n->builtin = n->kind == E_FILTER ? builtin_filter_find(n->name, strlen(n->name))
-                                         : builtin_test_find(n->name, strlen(n->name));
-        if (n->builtin < 0 && !soft) {
-            struct token at = {.line = n->line, .pos = n->pos};
-            return pfail_at(P, &at, "no %s named '%s'", n->kind == E_FILTER ? "filter" : "test", n->name);
+static int check_names(struct parser *P, const struct node_list *body) {
+    struct walk w = {0};
+    for (int i = 0; i < body->n; i++) walk_push(&w, body->v[i], false);
+    int rc = 0;
+    while (w.n && !w.failed) {
+        struct walk_item it = w.v[--w.n];
+        struct node *n = it.n;
+        if (n->kind == E_FILTER || n->kind == E_TEST) {
+            n->builtin = n->kind == E_FILTER ? builtin_filter_find(n->name, strlen(n->name))
+                                             : builtin_test_find(n->name, strlen(n->name));
+            if (n->builtin < 0 && !it.soft) {
+                struct token at = {.line = n->line, .pos = n->pos};
+                rc = pfail_at(P, &at, "no %s named '%s'", n->kind == E_FILTER ? "filter" : "test", n->name);
+                break;
+            }
         }
+        bool child_soft = it.soft;
+        if (n->kind == S_IF || n->kind == E_COND) child_soft = true;
+        else if (n->kind == S_FOR || n->kind == S_MACRO || n->kind == S_CALL_BLOCK || n->kind == S_SET_BLOCK ||
+                 n->kind == S_FILTER_BLOCK || n->kind == S_WITH || n->kind == S_SCOPE)
+            child_soft = false;
+        walk_children(&w, n, child_soft);
     }
-    bool child_soft = soft;
-    if (n->kind == S_IF || n->kind == E_COND) child_soft = true;
-    else if (n->kind == S_FOR || n->kind == S_MACRO || n->kind == S_CALL_BLOCK || n->kind == S_SET_BLOCK ||
-             n->kind == S_FILTER_BLOCK || n->kind == S_WITH || n->kind == S_SCOPE)
-        child_soft = false;
-    struct node *kids[4] = {n->a, n->b, n->c, n->d};
-    for (int i = 0; i < 4; i++)
-        if (check_names(P, kids[i], child_soft)) return -1;
-    struct node_list *lists[3] = {&n->list, &n->list2, &n->list3};
-    for (int k = 0; k < 3; k++)
-        for (int i = 0; i < lists[k]->n; i++)
-            if (check_names(P, lists[k]->v[i], child_soft)) return -1;
-    return 0;
+    if (w.failed) rc = err_set(P->err, "out of memory");
+    free(w.v);
+    return rc;
 }
 
 int chat_parse(struct chat_template *t, const char *src, size_t len, llm_err *err) {
@@ -1451,7 +1490,5 @@ int chat_parse(struct chat_template *t, const char *src, size_t len, llm_err *er
     bool ok;
     t->body = subparse(&P, NULL, &ok);
     if (!ok) return -1;
-    for (int i = 0; i < t->body.n; i++)
-        if (check_names(&P, t->body.v[i], false)) return -1;
-    return 0;
+    return check_names(&P, &t->body);
 }

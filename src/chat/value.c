@@ -492,6 +492,11 @@ bool cp_isdigit(uint32_t cp) {
            cp == 0xB2 || cp == 0xB3 || cp == 0xB9;
 }
 
+void one_line(char *msg) {
+    for (; *msg; msg++)
+        if ((unsigned char)*msg < 0x20 || *msg == 0x7F) *msg = ' ';
+}
+
 // ---------------------------------------------------------------- string builder
 
 void sb_init(struct sb *b, struct arena *a, size_t limit) {

@@ -197,6 +197,17 @@ static void test_goldens(void) {
         free(names[i]);
     }
     printf("goldens: %d/%d cases of %d templates match jinja2\n", g_passed, g_cases, g_templates);
+    // every template has its goldens
+    char tdir[1024];
+    snprintf(tdir, sizeof tdir, "%s/templates", dir);
+    int n_templates = 0;
+    if ((dp = opendir(tdir)) != NULL) {
+        while ((e = readdir(dp)))
+            if (strstr(e->d_name, ".jinja")) n_templates++;
+        closedir(dp);
+    }
+    CHECK(n_templates == g_templates, "%d templates but goldens for %d: rerun tools/gen_chat_goldens.py", n_templates,
+          g_templates);
     chat_doc_free(g_conv_doc);
     CHECK(g_cases > 0, "no golden cases");
 }
@@ -494,6 +505,36 @@ static void test_hostile(void) {
     strcat(deep, "1 }}");
     expect_error(deep, NULL, NULL, "nested too deeply");
     free(deep);
+    // Long left-nested chains parse (the AST walks do not recurse) and then hit the evaluation depth limit.
+    deep = malloc(1 << 20);
+    size_t len = (size_t)sprintf(deep, "{{ 1");
+    for (size_t i = 0; i < 100000; i++) len += (size_t)sprintf(deep + len, "+1");
+    strcpy(deep + len, " }}");
+    expect_error(deep, NULL, NULL, "nests too deeply");
+    len = (size_t)sprintf(deep, "{{ 'x'");
+    for (size_t i = 0; i < 50000; i++) len += (size_t)sprintf(deep + len, "|trim");
+    strcpy(deep + len, " }}");
+    expect_error(deep, NULL, NULL, "nests too deeply");
+    // A long elif chain renders (walked without recursion), as does a long filter block chain.
+    len = (size_t)sprintf(deep, "{%% if n == 0 %%}zero");
+    for (int i = 1; i < 20000; i++) len += (size_t)sprintf(deep + len, "{%% elif n == %d %%}%d", i, i);
+    strcpy(deep + len, "{% endif %}");
+    struct chat_doc *nd = chat_doc_new();
+    struct chat_value *nctx = chat_new_object(nd);
+    chat_object_set(nd, nctx, "n", chat_new_int(nd, 19999));
+    struct chat_output o;
+    llm_err err;
+    CHECK(render_src(deep, nctx, NULL, &o, &err) == 0 && strcmp(o.text, "19999") == 0, "long elif chain: %s",
+          o.text ? o.text : err.msg);
+    chat_output_free(&o);
+    chat_doc_free(nd);
+    len = (size_t)sprintf(deep, "{%% filter upper");
+    for (int i = 0; i < 20000; i++) len += (size_t)sprintf(deep + len, "|trim");
+    strcpy(deep + len, " %} a {% endfilter %}");
+    CHECK(render_src(deep, NULL, NULL, &o, &err) == 0 && strcmp(o.text, "A") == 0, "long filter block: %s",
+          o.text ? o.text : err.msg);
+    chat_output_free(&o);
+    free(deep);
 
     // Bombs run with 32 MB of memory and 1 MB of output (the defaults are 256 MB and 16 MB;
     // sanitizer builds are slow on big allocations).
@@ -520,10 +561,11 @@ static void test_hostile(void) {
     steps.max_steps = 200000;
     expect_error("{% for i in range(100000) %}{% for j in 'ab' %}{% endfor %}{% endfor %}", NULL, &steps, "takes too long");
     // comparing big values costs steps too
+    steps.max_steps = 2000000;
     expect_error("{% set ns = namespace(a=range(50000)|list, b=range(50000)|list) %}{% for i in range(1000) %}"
-                 "{% if ns.a == ns.b or ns.a < ns.b %}{% endif %}{% endfor %}", NULL, NULL, "takes too long");
+                 "{% if ns.a == ns.b or ns.a < ns.b %}{% endif %}{% endfor %}", NULL, &steps, "takes too long");
     expect_error("{% set ns = namespace(a=range(50000)|list) %}{% for i in range(1000) %}{% if -1 in ns.a %}{% endif %}"
-                 "{% endfor %}", NULL, NULL, "takes too long");
+                 "{% endfor %}", NULL, &steps, "takes too long");
     // tight limits
     struct chat_limits lim = chat_default_limits;
     lim.max_output = 1000;
@@ -545,13 +587,12 @@ static void test_hostile(void) {
     memset(json + 10000, ']', 10000);
     json[20000] = 0;
     struct chat_value *v;
-    llm_err err;
     CHECK(chat_parse_json(d, json, 20000, true, &v, &err) != 0 && strstr(err.msg, "nesting too deep"), "deep JSON accepted");
     free(json);
     // an object with many keys stays fast (hash index)
     size_t cap = 200000 * 16 + 16;
     json = malloc(cap);
-    size_t len = 0;
+    len = 0;
     json[len++] = '{';
     for (int i = 0; i < 200000; i++) len += (size_t)snprintf(json + len, cap - len, "%s\"k%d\":%d", i ? "," : "", i, i);
     json[len++] = '}';
