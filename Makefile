@@ -81,8 +81,9 @@ DEPS_quant   := quant base
 DEPS_kern    := kern quant base
 DEPS_tok     := tok gguf base
 DEPS_sample  := sample base
+DEPS_chat    := chat base
 DEPS_model   := model kern quant gguf base
-DEPS_runtime := runtime model tok sample kern quant gguf base
+DEPS_runtime := runtime model tok sample chat kern quant gguf base
 DEPS_app     := $(DEPS_runtime)
 layer_objs = $(filter $(foreach l,$(DEPS_$(1)),$(2)/src/$(l)/%),$(3))
 

