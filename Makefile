@@ -17,6 +17,9 @@ WARN    := -Wall -Wextra -Wshadow
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) $(BASELINE) -D_GNU_SOURCE -pthread -Isrc -MMD -MP
 LDLIBS  := -lm -pthread
+# The server's HTTP (libevent's evhttp) and JSON (jansson) libraries, linked
+# statically so the executable still needs only the C library.
+SERVER_LIBS := -Wl,-Bstatic -levent_extra -levent_core -ljansson -Wl,-Bdynamic
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 # Kernel levels: the same sources compiled once per microarchitecture (docs/ARCHITECTURE.md).
@@ -46,13 +49,33 @@ APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/obj/%.o)
 SAN_OBJ  := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SAN_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/san-tests/%,$(TEST_SRC))
+APP_SAN_OBJ := $(APP_SRC:%.c=$(BUILD)/san/%.o)
+# The server's web page, embedded as a C array (src/app/server/page/).
+PAGE_HTML := src/app/server/page/index.html
+PAGE_C    := $(BUILD)/gen/server_page.c
 
 .PHONY: all test tests run model deps clean
 .SECONDARY:
 all: $(BUILD)/llmfile
 
-$(BUILD)/llmfile: $(APP_OBJ) $(LIB_OBJ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/llmfile: $(APP_OBJ) $(LIB_OBJ) $(BUILD)/gen/server_page.o
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
+
+# The whole program under AddressSanitizer and UBSan (the server's abuse tests run it).
+$(BUILD)/san/llmfile: $(APP_SAN_OBJ) $(SAN_OBJ) $(BUILD)/gen/server_page.o
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
+
+# od prints the bytes as hex; sed makes them C literals. No tool beyond coreutils.
+$(PAGE_C): $(PAGE_HTML)
+	@mkdir -p $(dir $@)
+	{ echo '// Generated from $(PAGE_HTML) by the Makefile; do not edit.'; \
+	  echo 'const unsigned char server_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00};'; \
+	  echo 'const unsigned long server_page_html_len = sizeof server_page_html - 1;'; } > $@
+
+$(BUILD)/gen/server_page.o: $(PAGE_C)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -84,7 +107,7 @@ $(BUILD)/san-tests/%: tests/%.c $$(call layer_objs,$$(firstword $$(subst /, ,$$*
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests -o $@ $< $(call layer_objs,$(firstword $(subst /, ,$*)),$(BUILD)/san,$(SAN_OBJ)) $(LDLIBS)
 
-tests: $(BUILD)/llmfile $(TEST_BIN) $(SAN_TEST_BIN)
+tests: $(BUILD)/llmfile $(BUILD)/san/llmfile $(TEST_BIN) $(SAN_TEST_BIN)
 
 # The whole suite: C unit tests (plain and sanitized) and end-to-end tests, run by
 # pytest. Installs what is missing first, in order (a bare machine has no compiler).
