@@ -866,7 +866,7 @@ static void submit(struct server *s, struct evhttp_request *req, struct task *t,
 static const char *const common_gen_fields[] = {
     "model", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n", "seed", "stop", "stream",
     "cache_prompt", "ignore_eos", "n", "user", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs",
-    "logit_bias", "metadata", "store", "service_tier", NULL};
+    "logit_bias", "metadata", "store", "service_tier", "options", NULL};
 
 static int check_fields2(const json_t *body, const char *const *a, const char *const *b, struct perr *e) {
     const char *key;
@@ -880,8 +880,35 @@ static int check_fields2(const json_t *body, const char *const *a, const char *c
     return 0;
 }
 
-static void handle_generation(struct server *s, struct evhttp_request *req, const json_t *body, enum api_kind api,
-                              const char *path) {
+// Ollama-style "options" (sent by some clients, llama-index's llamafile
+// client among them): its sampling settings count as top-level fields that
+// the request does not set itself; other option keys (num_ctx, ...) are
+// ignored. Returns a new reference to the body to use, or NULL.
+static json_t *merge_options(const json_t *body, bool native, struct perr *e) {
+    const json_t *opts = json_object_get(body, "options");
+    if (!opts || json_is_null(opts)) return json_incref((json_t *)body);
+    if (!json_is_object(opts)) {
+        bad(e, "options", "'options' must be an object");
+        return NULL;
+    }
+    static const char *const keys[] = {"temperature", "top_p", "top_k", "min_p", "seed", "stop", "repeat_penalty",
+                                       "repeat_last_n", "num_predict", NULL};
+    json_t *merged = json_deep_copy(body);
+    if (!merged) {
+        bad(e, NULL, "out of memory");
+        return NULL;
+    }
+    json_object_del(merged, "options");
+    for (int i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(opts, keys[i]);
+        const char *to = strcmp(keys[i], "num_predict") ? keys[i] : native ? "n_predict" : "max_tokens";
+        if (v && !json_is_null(v) && !is_set(merged, to)) json_object_set(merged, to, v);
+    }
+    return merged;
+}
+
+static void handle_generation(struct server *s, struct evhttp_request *req, const json_t *orig_body,
+                              enum api_kind api, const char *path) {
     static const char *const chat_fields[] = {"messages", "max_tokens", "max_completion_tokens", "stream_options",
                                               "response_format", "tools", "tool_choice", "functions", "function_call",
                                               "parallel_tool_calls", "modalities", NULL};
@@ -905,6 +932,8 @@ static void handle_generation(struct server *s, struct evhttp_request *req, cons
     }
     t->kind = TASK_GENERATE;
     t->api = api;
+    json_t *body = merge_options(orig_body, api == API_NATIVE_COMPLETION, &e);
+    if (!body) goto fail;
     const char *const *extra = api == API_CHAT ? chat_fields : api == API_COMPLETIONS ? compl_fields : native_fields;
     if (check_fields2(body, common_gen_fields, extra, &e) || check_neutral(body, &e) ||
         parse_generation(s, body, t, api == API_NATIVE_COMPLETION, &e) || parse_response_format(body, t, &e))
@@ -948,9 +977,11 @@ static void handle_generation(struct server *s, struct evhttp_request *req, cons
             goto fail;
         c->echo = text;
     }
+    json_decref(body);
     submit(s, req, t, c, path);
     return;
 fail:
+    json_decref(body);
     send_perr(req, &e);
     log_request("POST", path, e.status, server_now_ms(), NULL);
     free(c->echo);
