@@ -242,17 +242,21 @@ def test_chat_stream_ends_with_done(server):
 
 
 def test_json_object_response_format(server):
-    body = {"messages": [{"role": "user", "content": "Give me a JSON object describing a cat."}],
-            "response_format": {"type": "json_object"}, "max_tokens": 48, "temperature": 0}
-    r = server.post("/v1/chat/completions", body)[1]
-    text, finish = r["choices"][0]["message"]["content"], r["choices"][0]["finish_reason"]
-    assert text.lstrip().startswith("{")
-    if finish == "stop":
-        assert isinstance(json.loads(text), dict)
-    # Sampled, too: always a JSON prefix, an object when it stops.
-    r = server.post("/v1/chat/completions", dict(body, temperature=1.0, seed=7))[1]
-    if r["choices"][0]["finish_reason"] == "stop":
-        assert isinstance(json.loads(r["choices"][0]["message"]["content"]), dict)
+    """Output is kept a JSON object prefix (the automaton itself: tests/app/test_json_constrain.c)
+    and generation ends when the object closes."""
+    prompt = 'Cat as JSON: {"name": "Tom", "age": 3}\nDog as JSON:'
+    r = server.post("/completion", {"prompt": prompt, "n_predict": 40, "temperature": 0, "json_schema": {}})[1]
+    assert r["stop_type"] == "eos" and isinstance(json.loads(r["content"]), dict), r["content"]
+    for seed in (1, 2, 3):  # sampled: still one object when it ends
+        r = server.post("/v1/completions", {"prompt": prompt, "max_tokens": 40, "temperature": 1.0, "seed": seed,
+                                            "response_format": {"type": "json_object"}})[1]
+        text = r["choices"][0]["text"]
+        assert text.lstrip().startswith("{"), text
+        if r["choices"][0]["finish_reason"] == "stop":
+            assert isinstance(json.loads(text), dict), text
+    chat = server.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "A cat as JSON."}],
+                                                "response_format": {"type": "json_object"}, "max_tokens": 8})[1]
+    assert chat["choices"][0]["message"]["content"].lstrip().startswith("{")
     schema = server.post("/completion", {"prompt": "{", "json_schema": {"type": "array"}})
     assert schema[0] == 400 and schema[1]["error"]["param"] == "json_schema"
 

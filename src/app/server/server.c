@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app/cli/args.h"
@@ -158,6 +159,7 @@ int server_main(int argc, char **argv) {
     }
     if (rc) return fail(err.msg);
     struct server_config *c = &s->cfg;
+    srand((unsigned)time(NULL) ^ ((unsigned)getpid() << 16)); // response ids and unseeded requests' seeds
     char path_buf[4096];
     if (!c->model_path) {
         c->model_path = cli_default_model_path(path_buf, sizeof path_buf);
