@@ -255,7 +255,8 @@ def test_json_object_response_format(server):
         if r["choices"][0]["finish_reason"] == "stop":
             assert isinstance(json.loads(text), dict), text
     chat = server.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "A cat as JSON."}],
-                                                "response_format": {"type": "json_object"}, "max_tokens": 8})[1]
+                                                "response_format": {"type": "json_object"}, "max_tokens": 8,
+                                                "temperature": 0})[1]
     assert chat["choices"][0]["message"]["content"].lstrip().startswith("{")
     schema = server.post("/completion", {"prompt": "{", "json_schema": {"type": "array"}})
     assert schema[0] == 400 and schema[1]["error"]["param"] == "json_schema"
@@ -368,6 +369,9 @@ def test_sigterm_during_stream_stops_cleanly(llmfile):
     ("/v1/completions", {"prompt": ["a", "b"]}, 400, "prompt", "one per request"),
     ("/v1/completions", {"prompt": [1, -5]}, 400, "prompt", "not a token id"),
     ("/v1/completions", {"prompt": "word " * 3000}, 400, "prompt", "shorten it"),
+    ("/v1/completions", {"prompt": "word " * 400000}, 400, "prompt", "bytes, more than a slot's context"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "w " * 1000000}]}, 400, "messages", "bytes"),
+    ("/tokenize", {"content": "w" * 1100000}, 400, "content", "at most"),
     ("/completion", {"prompt": "x", "seed": -7}, 400, "seed", "non-negative"),
     ("/completion", {}, 400, "prompt", "required"),
     ("/tokenize", {"content": 3}, 400, "content", "string"),

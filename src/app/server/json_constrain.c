@@ -259,7 +259,11 @@ void json_fsm_feed_token(const struct json_token_table *t, struct json_fsm *f, i
     if (tok >= 0 && tok < t->n) json_fsm_feed(f, t->bytes + t->off[tok], t->off[tok + 1] - t->off[tok]);
 }
 
-void json_mask_logits(const struct json_token_table *t, const struct json_fsm *f, float *logits, int32_t n_vocab) {
-    for (int32_t i = 0; i < n_vocab; i++)
+int32_t json_mask_logits(const struct json_token_table *t, const struct json_fsm *f, float *logits, int32_t n_vocab) {
+    int32_t left = 0;
+    for (int32_t i = 0; i < n_vocab; i++) {
         if (logits[i] != -INFINITY && !json_token_ok(t, f, i)) logits[i] = -INFINITY;
+        left += logits[i] != -INFINITY;
+    }
+    return left;
 }

@@ -36,7 +36,8 @@ struct json_token_table *json_token_table_new(const struct tok_vocab *v, int32_t
 void json_token_table_free(struct json_token_table *t);
 bool json_token_ok(const struct json_token_table *t, const struct json_fsm *f, int32_t tok);
 void json_fsm_feed_token(const struct json_token_table *t, struct json_fsm *f, int32_t tok);
-// Sets the logits of every token that cannot come next to -inf.
-void json_mask_logits(const struct json_token_table *t, const struct json_fsm *f, float *logits, int32_t n_vocab);
+// Sets the logits of every token that cannot come next to -inf; returns how
+// many tokens are left.
+int32_t json_mask_logits(const struct json_token_table *t, const struct json_fsm *f, float *logits, int32_t n_vocab);
 
 #endif

@@ -338,6 +338,15 @@ static int parse_generation(struct server *s, const json_t *body, struct task *t
     return 0;
 }
 
+// Text too long to fit a slot is refused before it is tokenized (tokenizing
+// megabytes on the HTTP thread would hold up every other client).
+static int check_text_size(struct server *s, size_t n, const char *param, struct perr *e) {
+    if (n <= s->max_prompt_bytes) return 0;
+    e->code = "context_length_exceeded";
+    return bad(e, param, "the prompt is %zu bytes, more than a slot's context of %lld tokens can hold; shorten it or raise -c",
+               n, (long long)s->n_ctx_slot);
+}
+
 static int check_tokens(struct server *s, const json_t *arr, const char *param, int32_t **out, int32_t *n_out,
                         struct perr *e) {
     const size_t n = json_array_size(arr);
@@ -380,6 +389,12 @@ static int parse_prompt(struct server *s, const json_t *p, struct task *t, char 
         return bad(e, "prompt", "'prompt' holds %zu prompts; send one per request", json_array_size(p));
     llm_err err;
     struct sbuf text = {0};
+    size_t total = 0;
+    if (json_is_string(p)) total = json_string_length(p);
+    else if (json_is_array(p))
+        for (size_t i = 0; i < json_array_size(p); i++)
+            if (json_is_string(json_array_get(p, i))) total += json_string_length(json_array_get(p, i));
+    if (check_text_size(s, total, "prompt", e)) return -1;
     if (json_is_string(p)) {
         int n = engine_tokenize(s->engine, json_string_value(p), json_string_length(p), true, true, &t->prompt, &err);
         if (n < 0) return bad(e, "prompt", "%s", err.msg);
@@ -535,6 +550,9 @@ static int parse_messages(struct server *s, const json_t *body, struct task *t, 
             goto done;
         }
     }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += cm[i].len;
+    if (check_text_size(s, total, "messages", e)) goto done;
     llm_err err;
     if (server_format_chat(s->engine, cm, (int)n, true, NULL, &t->prompt, &t->n_prompt, &err)) {
         bad(e, "messages", "%s", err.msg);
@@ -1047,6 +1065,15 @@ static void handle_embeddings(struct server *s, struct evhttp_request *req, cons
         bad(&e, NULL, "out of memory");
         goto fail;
     }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = many ? json_array_get(in, i) : in;
+        if (json_is_string(x)) total += json_string_length(x);
+    }
+    if (total > SERVER_MAX_TOKENIZE) {
+        bad(&e, key, "%zu bytes of text; at most %d per request", total, SERVER_MAX_TOKENIZE);
+        goto fail;
+    }
     for (size_t i = 0; i < n; i++) {
         const json_t *x = many ? json_array_get(in, i) : in;
         int32_t *ids = NULL, m = 0;
@@ -1093,6 +1120,12 @@ static void handle_tokenize(struct server *s, struct evhttp_request *req, const 
     }
     if (!json_is_string(content)) {
         send_error(req, 400, "'content' must be a string", "content", NULL);
+        return;
+    }
+    if (json_string_length(content) > SERVER_MAX_TOKENIZE) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'content' is %zu bytes; at most %d", json_string_length(content), SERVER_MAX_TOKENIZE);
+        send_error(req, 400, msg, "content", NULL);
         return;
     }
     llm_err err;

@@ -187,6 +187,7 @@ int server_main(int argc, char **argv) {
     s->vocab = engine_vocab(s->engine);
     s->n_vocab = (int32_t)hp->n_vocab;
     s->n_ctx_slot = c->n_ctx / c->n_slots;
+    s->max_prompt_bytes = (size_t)s->n_ctx_slot * (tok_max_piece(s->vocab) + 1) + 4096;
     const char *base = strrchr(c->model_path, '/');
     snprintf(s->model_id, sizeof s->model_id, "%s", base ? base + 1 : c->model_path);
     fprintf(stderr, "llmfile server: loaded %s in %.0f ms (%d threads, %s kernels)\n", c->model_path,

@@ -27,6 +27,7 @@ enum {
     SERVER_MAX_STOP = 16,          // stop strings per request
     SERVER_MAX_STOP_LEN = 256,     // bytes per stop string
     SERVER_MAX_MESSAGES = 4096,    // chat messages per request
+    SERVER_MAX_TOKENIZE = 1 << 20, // bytes of text /tokenize and the embedding endpoints take per request
 };
 
 // A growable byte string.
@@ -129,6 +130,8 @@ struct server {
     struct engine *engine;
     const struct tok_vocab *vocab;
     int64_t n_ctx_slot;         // KV cells each slot may use
+    size_t max_prompt_bytes;    // longer prompt text cannot fit a slot (each token covers at most
+                                // tok_max_piece bytes); refused before tokenizing, which is slow
     int32_t n_vocab;
     char model_id[256];         // what /v1/models calls the model
 

@@ -338,7 +338,8 @@ static long find_stop(const struct task *t, const char *text, size_t n, size_t f
     return best;
 }
 
-// Picks the next token of a slot from its logits, with the masks the task asks for.
+// Picks the next token of a slot from its logits, with the masks the task
+// asks for; -1 if the masks leave no token.
 static int32_t sample_token(struct server *s, struct slot *sl, const float *logits) {
     struct task *t = sl->task;
     if (!t->ignore_eos && !t->json_object) return sampler_sample(&sl->smp, logits);
@@ -350,15 +351,19 @@ static int32_t sample_token(struct server *s, struct slot *sl, const float *logi
         // token that would and draw again (the same distribution as masking first).
         const int32_t tok = sampler_sample(&sl->smp, g_logits_copy);
         if (json_token_ok(g_json_tokens, &sl->json, tok)) return tok;
-        json_mask_logits(g_json_tokens, &sl->json, g_logits_copy, s->n_vocab);
+        if (json_mask_logits(g_json_tokens, &sl->json, g_logits_copy, s->n_vocab) == 0) return -1;
     }
     return sampler_sample(&sl->smp, g_logits_copy);
 }
 
 static void on_logits(struct server *s, struct slot *sl, const float *logits) {
     struct task *t = sl->task;
+    if (t->n_predict <= 0) { // n_predict 0: the prompt is only evaluated (cached)
+        finish(s, sl, FINISH_LENGTH);
+        return;
+    }
     const int32_t tok = sample_token(s, sl, logits);
-    if (tok_is_eog(s->vocab, tok) && !t->ignore_eos) {
+    if (tok < 0 || (tok_is_eog(s->vocab, tok) && !t->ignore_eos)) {
         finish(s, sl, FINISH_STOP_EOG);
         return;
     }
