@@ -307,6 +307,9 @@ def test_cors_and_origins(server):
     assert ok[0] == 200 and ok[2].getheader("Access-Control-Allow-Origin") == "http://localhost:5173"
     evil = server.post("/completion", {"prompt": "hi", "n_predict": 1}, headers={"Origin": "https://evil.example"})
     assert evil[0] == 403 and "--cors" in evil[1]["error"]["message"]
+    rebound = server.request("GET", "/v1/models", headers={"Host": "evil.example:8080"})
+    assert rebound[0] == 403 and "Host" in rebound[1]["error"]["message"]
+    assert server.request("GET", "/health", headers={"Host": "localhost:1234"})[0] == 200
     pre = server.request("OPTIONS", "/v1/chat/completions", headers={"Origin": "http://127.0.0.1:3000"})
     assert pre[0] == 204 and "Authorization" in pre[2].getheader("Access-Control-Allow-Headers")
 
@@ -398,7 +401,7 @@ def test_accepted_habits_of_real_clients(san_server):
 
 def test_huge_body_is_413_and_server_survives(san_server):
     with socket.create_connection((san_server.host, san_server.port), timeout=30) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 100000000\r\n\r\n" + b"{" * 1000)
         reply = s.recv(4096)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
@@ -426,14 +429,14 @@ def test_disconnects_cancel_their_slots(san_server):
     # Streaming: read one event, hang up.
     s = socket.create_connection((san_server.host, san_server.port), timeout=30)
     data = json.dumps(dict(body, stream=True)).encode()
-    s.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+    s.sendall(b"POST /completion HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
     assert b"data: " in s.recv(4096) or b"data: " in s.recv(4096)
     s.close()
     _wait_idle(san_server)
     # Waiting for a whole reply: hang up before it comes.
     s = socket.create_connection((san_server.host, san_server.port), timeout=30)
     data = json.dumps(body).encode()
-    s.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+    s.sendall(b"POST /completion HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
     time.sleep(0.5)
     s.close()
     _wait_idle(san_server)

@@ -1270,6 +1270,22 @@ static bool origin_allowed(struct server *s, const char *origin, const char *hos
     return false;
 }
 
+static bool is_loopback_name(const char *h, size_t n) {
+    return (n == 9 && !strncmp(h, "localhost", 9)) || (n >= 4 && !strncmp(h, "127.", 4)) ||
+           (n == 5 && !strncmp(h, "[::1]", 5)) || (n == 3 && !strncmp(h, "::1", 3));
+}
+
+// A server on a loopback address answers only requests addressed to a
+// loopback name: a web page whose own name was re-pointed at 127.0.0.1 (DNS
+// rebinding) sends its own name in Host and is refused.
+static bool host_allowed(struct server *s, const char *host) {
+    if (!is_loopback_name(s->cfg.host, strlen(s->cfg.host))) return true;
+    if (!host) return true; // HTTP/1.0 without Host: not a browser
+    const char *end = host[0] == '[' ? strchr(host, ']') : strchr(host, ':');
+    size_t n = end ? (size_t)(end - host) + (host[0] == '[') : strlen(host);
+    return is_loopback_name(host, n);
+}
+
 static bool key_ok(struct server *s, struct evhttp_request *req) {
     const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (!auth || strncmp(auth, "Bearer ", 7)) return false;
@@ -1325,6 +1341,12 @@ static void on_request(struct evhttp_request *req, void *arg) {
     if (!path || !*path) path = "/";
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *origin = evhttp_find_header(in, "Origin");
+    if (!host_allowed(s, evhttp_find_header(in, "Host"))) {
+        send_error(req, 403, "this server on a loopback address answers only requests to localhost or 127.0.0.1 (Host header)",
+                   NULL, NULL);
+        log_request(method_name(method), path, 403, t0, NULL);
+        return;
+    }
     if (origin) {
         if (!origin_allowed(s, origin, evhttp_find_header(in, "Host"))) {
             send_error(req, 403, "this origin may not use the server (start it with --cors ORIGIN to allow one)", NULL,
