@@ -38,6 +38,7 @@ struct http_ctx {
     bool started;                 // streaming: headers sent
     bool client_gone;
     bool include_usage;           // stream_options.include_usage
+    bool base64;                  // embeddings: encoding_format base64
     char *echo;                   // completions echo: the prompt text to put first
     char id[48];
     int64_t created;
@@ -714,7 +715,7 @@ static void finish_reply(struct http_ctx *c) {
         for (int i = 0; i < t->n_embed_inputs; i++) {
             const float *v = t->embeddings + (size_t)i * (size_t)t->n_embd;
             json_t *vec;
-            if (t->api == API_EMBED_OPENAI && c->echo && !strcmp(c->echo, "base64")) {
+            if (c->base64) {
                 // base64 of the little-endian float32 array, as OpenAI sends it
                 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
                 const unsigned char *bytes = (const unsigned char *)v;
@@ -1040,7 +1041,7 @@ static void handle_embeddings(struct server *s, struct evhttp_request *req, cons
                 bad(&e, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
                 goto fail;
             }
-            c->echo = strdup(json_string_value(fmt)); // reused as the encoding for the reply
+            c->base64 = !strcmp(json_string_value(fmt), "base64");
         }
         if (is_set(body, "dimensions")) {
             bad(&e, "dimensions", "'dimensions' is not supported (the model's width is fixed)");
