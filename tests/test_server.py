@@ -468,3 +468,11 @@ def test_flood_beyond_the_queue_gets_503_while_others_are_served(san_server):
     assert all("queue is full" in r[1]["error"]["message"] and r[2].getheader("Retry-After") for r in busy)
     assert san_server.post("/completion", body)[1]["content"] == expected
     assert _metric(san_server, "llmfile:requests_rejected_busy_total") >= len(busy)
+
+
+def test_executable_needs_only_the_c_library(llmfile):
+    """libevent and jansson are linked statically (SERVER_LIBS in the Makefile)."""
+    out = subprocess.run(["ldd", str(llmfile)], capture_output=True, text=True, timeout=30).stdout
+    libs = {line.split()[0] for line in out.strip().splitlines()}
+    allowed = re.compile(r"^(linux-vdso\.so\.1|linux-gate\.so\.1|lib(c|m|pthread|dl|rt)\.so\.\d+|/.*/ld-linux.*|ld-linux.*)$")
+    assert libs and all(allowed.match(lib) for lib in libs), out
