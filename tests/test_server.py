@@ -262,6 +262,23 @@ def test_json_object_response_format(server):
     assert schema[0] == 400 and schema[1]["error"]["param"] == "json_schema"
 
 
+def test_gemma_chat_prompt(server):
+    """The built-in Gemma format: system text opens the first user turn, assistant is "model",
+    and the tokens are what llama.cpp gives for the rendered text (special tokens parsed)."""
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " Hi there \n"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": [
+                {"type": "text", "text": "Two"}, {"type": "text", "text": "parts"}]}]
+    r = server.post("/apply-template", {"messages": msgs})[1]
+    assert r["chat_format"] == "gemma"
+    assert r["prompt"] == ("<bos><start_of_turn>user\nBe brief.\n\nHi there<end_of_turn>\n"
+                           "<start_of_turn>model\nHello.<end_of_turn>\n"
+                           "<start_of_turn>user\nTwo\nparts<end_of_turn>\n<start_of_turn>model\n")
+    whole = server.post("/tokenize", {"content": r["prompt"], "parse_special": True})[1]["tokens"]
+    assert r["tokens"] == whole
+    chat = server.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 1})[1]
+    assert chat["usage"]["prompt_tokens"] == len(whole)
+
+
 def test_user_text_never_becomes_control_tokens(server):
     def prompt_tokens(content):
         r = server.post("/v1/chat/completions", {"messages": [{"role": "user", "content": content}], "max_tokens": 1})

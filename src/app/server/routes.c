@@ -471,7 +471,7 @@ static int parse_response_format(const json_t *body, struct task *t, struct perr
 }
 
 // Chat messages: role and content (a string or an array of text parts).
-static int parse_messages(struct server *s, const json_t *body, struct task *t, struct perr *e) {
+static int parse_messages(struct server *s, const json_t *body, struct task *t, char **prompt_out, struct perr *e) {
     const json_t *msgs = json_object_get(body, "messages");
     if (!json_is_array(msgs)) return bad(e, "messages", "'messages' must be an array of messages");
     const size_t n = json_array_size(msgs);
@@ -555,7 +555,7 @@ static int parse_messages(struct server *s, const json_t *body, struct task *t, 
     for (size_t i = 0; i < n; i++) total += cm[i].len;
     if (check_text_size(s, total, "messages", e)) goto done;
     llm_err err;
-    if (server_format_chat(s->engine, cm, (int)n, true, NULL, &t->prompt, &t->n_prompt, &err)) {
+    if (server_format_chat(s->engine, cm, (int)n, true, prompt_out, &t->prompt, &t->n_prompt, &err)) {
         bad(e, "messages", "%s", err.msg);
         goto done;
     }
@@ -986,7 +986,7 @@ static void handle_generation(struct server *s, struct evhttp_request *req, cons
             bad(&e, "function_call", "function calling is not supported");
             goto fail;
         }
-        if (parse_messages(s, body, t, &e) || check_prompt_fits(s, t, "messages", &e)) goto fail;
+        if (parse_messages(s, body, t, NULL, &e) || check_prompt_fits(s, t, "messages", &e)) goto fail;
     } else {
         bool echo = false;
         if (api == API_COMPLETIONS && get_bool(body, "echo", &echo, &e)) goto fail;
@@ -1106,6 +1106,29 @@ fail:
     send_perr(req, &e);
     if (c) free(c->echo);
     free(c);
+    task_free(t);
+}
+
+// llama.cpp's /apply-template: the chat prompt as text (control tokens spelled
+// out) and, as an extension, its token ids.
+static void handle_apply_template(struct server *s, struct evhttp_request *req, const json_t *body) {
+    struct perr e = {0};
+    static const char *const fields[] = {"messages", "model", NULL};
+    struct task *t = task_new();
+    char *prompt = NULL;
+    if (!t) {
+        send_error(req, 500, "out of memory", NULL, NULL);
+        return;
+    }
+    if (check_fields(body, fields, &e) || parse_messages(s, body, t, &prompt, &e)) {
+        send_perr(req, &e);
+    } else {
+        json_t *ids = json_array();
+        for (int32_t i = 0; i < t->n_prompt; i++) json_array_append_new(ids, json_integer(t->prompt[i]));
+        send_json(req, 200, json_pack("{s:o,s:o,s:s}", "prompt", json_text(prompt, strlen(prompt)), "tokens", ids,
+                                      "chat_format", server_chat_format_name(s->engine)));
+    }
+    free(prompt);
     task_free(t);
 }
 
@@ -1308,7 +1331,7 @@ static const char *method_name(enum evhttp_cmd_type m) {
 }
 
 enum route_id { R_PAGE, R_HEALTH, R_MODELS, R_PROPS, R_METRICS, R_CHAT, R_COMPL, R_NATIVE, R_TOKENIZE, R_DETOKENIZE,
-                R_EMBED_OA, R_EMBED_NATIVE };
+                R_EMBED_OA, R_EMBED_NATIVE, R_APPLY_TEMPLATE };
 static const struct route {
     const char *path;
     bool post;
@@ -1332,6 +1355,7 @@ static const struct route {
     {"/v1/embeddings", true, R_EMBED_OA},
     {"/embeddings", true, R_EMBED_OA},
     {"/embedding", true, R_EMBED_NATIVE},
+    {"/apply-template", true, R_APPLY_TEMPLATE},
 };
 
 static void on_request(struct evhttp_request *req, void *arg) {
@@ -1424,6 +1448,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     case R_DETOKENIZE: handle_detokenize(s, req, body); break;
     case R_EMBED_OA: handle_embeddings(s, req, body, true, r->path); break;
     case R_EMBED_NATIVE: handle_embeddings(s, req, body, false, r->path); break;
+    case R_APPLY_TEMPLATE: handle_apply_template(s, req, body); break;
     }
     json_decref(body);
     if (s->cfg.verbose && r->id != R_CHAT && r->id != R_COMPL && r->id != R_NATIVE)
