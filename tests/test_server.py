@@ -350,8 +350,17 @@ def test_api_key_and_help(llmfile):
         assert srv.stop() == 0
 
 
-def test_sigterm_during_stream_stops_cleanly(llmfile):
-    srv = Server(llmfile, "-np", "2", "-c", "1024", log_name="sigterm_server")
+def test_sigterm_during_stream_stops_cleanly():
+    """Under ASan: shutting down with a stream, a waiting request and a queued one in flight."""
+    exe = BUILD / "san" / "llmfile"
+    srv = Server(exe, "-np", "1", "-c", "1024", log_name="sigterm_server",
+                 env={"ASAN_OPTIONS": "detect_leaks=1"})
+    waiting = []
+    for _ in range(2):  # one waits for a whole reply, one waits in the queue
+        s = socket.create_connection((srv.host, srv.port), timeout=60)
+        data = json.dumps({"prompt": "Hi", "n_predict": 300, "ignore_eos": True}).encode()
+        s.sendall(b"POST /completion HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+        waiting.append(s)
     conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
     conn.request("POST", "/v1/chat/completions", body=json.dumps(
         {"messages": CHAT, "max_tokens": 500, "stream": True, "ignore_eos": True}), headers={})
@@ -362,7 +371,12 @@ def test_sigterm_during_stream_stops_cleanly(llmfile):
     srv.proc.send_signal(signal.SIGTERM)
     events = sse_events(resp)  # the stream ends: an error event, then [DONE]
     assert events[-1] == "[DONE]" and "shutting down" in events[-2]
-    assert srv.stop() == 0 and time.time() - t0 < 10
+    for s in waiting:
+        assert s.recv(4096).startswith(b"HTTP/1.1 503")
+        s.close()
+    assert srv.stop() == 0 and time.time() - t0 < 15
+    log = srv.stderr()
+    assert "AddressSanitizer" not in log and "runtime error" not in log and "LeakSanitizer" not in log, log[-3000:]
 
 
 # ---- abuse, under AddressSanitizer -------------------------------------------------------
