@@ -25,6 +25,17 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) $(BASELINE) -D_GNU_SOURCE -pthread -Isrc -MMD -MP
 LDLIBS  := -lm -pthread
 LDFLAGS ?=
+# The server's HTTP (libevent's evhttp) and JSON (jansson) libraries, linked
+# statically so the executable still needs only the C library.
+SERVER_LIBS := -Wl,-Bstatic -levent_extra -levent_core -ljansson -Wl,-Bdynamic
+SERVER_OBJ   = $(BUILD)/gen/server_page.o
+# NO_SERVER=1 leaves the server out (the ARM64 cross build: Debian has no arm64
+# static libevent/jansson on an x86-64 machine); --server then says so.
+ifdef NO_SERVER
+SERVER_LIBS :=
+SERVER_OBJ   =
+ALL_CFLAGS  += -DLLMFILE_NO_SERVER
+endif
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 # Kernel levels: the same sources compiled once per microarchitecture (docs/ARCHITECTURE.md).
@@ -49,7 +60,7 @@ LEVEL_FLAGS_arm_armv8_6_i8mm    := -march=armv8.6-a+dotprod+fp16+i8mm
 level_flags = $(LEVEL_FLAGS_$(basename $(notdir $(1))))
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/app/*' -not -path 'src/kern/levels/*' | sort) $(LEVEL_SRC)
-APP_SRC  := $(shell find src/app -name '*.c' | sort)
+APP_SRC  := $(shell find src/app -name '*.c' $(if $(NO_SERVER),-not -path 'src/app/server/*') | sort)
 TEST_SRC := $(shell find tests -name 'test_*.c' -o -name 'check_*.c' | sort)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -57,13 +68,33 @@ APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/obj/%.o)
 SAN_OBJ  := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SAN_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/san-tests/%,$(TEST_SRC))
+APP_SAN_OBJ := $(APP_SRC:%.c=$(BUILD)/san/%.o)
+# The server's web page, embedded as a C array (src/app/server/page/).
+PAGE_HTML := src/app/server/page/index.html
+PAGE_C    := $(BUILD)/gen/server_page.c
 
 .PHONY: all test tests run model deps clean arm64 native
 .SECONDARY:
 all: $(BUILD)/llmfile
 
-$(BUILD)/llmfile: $(APP_OBJ) $(LIB_OBJ)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/llmfile: $(APP_OBJ) $(LIB_OBJ) $(SERVER_OBJ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
+
+# The whole program under AddressSanitizer and UBSan (the server's abuse tests run it).
+$(BUILD)/san/llmfile: $(APP_SAN_OBJ) $(SAN_OBJ) $(BUILD)/gen/server_page.o
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
+
+# od prints the bytes as hex; sed makes them C literals. No tool beyond coreutils.
+$(PAGE_C): $(PAGE_HTML)
+	@mkdir -p $(dir $@)
+	{ echo '// Generated from $(PAGE_HTML) by the Makefile; do not edit.'; \
+	  echo 'const unsigned char server_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00};'; \
+	  echo 'const unsigned long server_page_html_len = sizeof server_page_html - 1;'; } > $@
+
+$(BUILD)/gen/server_page.o: $(PAGE_C)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -100,12 +131,12 @@ ARM64_CC := aarch64-linux-gnu-gcc
 ifeq ($(ARCH),x86_64)
 CROSS_TARGETS := $(if $(shell command -v $(ARM64_CC) 2>/dev/null),arm64)
 endif
-tests: $(BUILD)/llmfile $(TEST_BIN) $(SAN_TEST_BIN) $(CROSS_TARGETS)
+tests: $(BUILD)/llmfile $(BUILD)/san/llmfile $(TEST_BIN) $(SAN_TEST_BIN) $(CROSS_TARGETS)
 
 # ARM64 build with Debian's cross compiler, static so qemu-aarch64 runs it without
 # an ARM sysroot (tests/test_qemu.py). Built with the tests when the compiler exists.
 arm64:
-	@$(MAKE) --no-print-directory ARCH=aarch64 CC=$(ARM64_CC) BUILD=$(BUILD)/arm64 LDFLAGS=-static \
+	@$(MAKE) --no-print-directory ARCH=aarch64 CC=$(ARM64_CC) BUILD=$(BUILD)/arm64 LDFLAGS=-static NO_SERVER=1 \
 		$(BUILD)/arm64/llmfile $(BUILD)/arm64/tests/kern/test_levels
 
 # The whole suite: C unit tests (plain and sanitized) and end-to-end tests, run by

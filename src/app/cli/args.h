@@ -3,6 +3,7 @@
 #define LLMFILE_APP_CLI_ARGS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/engine.h"
@@ -33,5 +34,8 @@ struct cli_args {
 // Parses argv; on a bad flag or value writes one line to err and returns -1.
 int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err);
 void cli_print_help(void);
+// The model used when no -m is given: $LLMFILE_MODEL, else the one
+// tools/setup_default_model.sh links into the cache. Writes into buf.
+const char *cli_default_model_path(char *buf, size_t cap);
 
 #endif

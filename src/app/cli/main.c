@@ -9,6 +9,15 @@
 
 #include "app/bench/bench.h"
 #include "args.h"
+#ifdef LLMFILE_NO_SERVER
+static int server_main(int argc, char **argv) {
+    (void)argc, (void)argv;
+    fputs("llmfile: error: this build has no server (built with NO_SERVER=1)\n", stderr);
+    return 1;
+}
+#else
+#include "app/server/server.h"
+#endif
 #include "runtime/engine.h"
 
 #define LLMFILE_VERSION "0.1.0"
@@ -22,17 +31,6 @@ static double now_ms(void) {
 static int fail(const char *msg) {
     fprintf(stderr, "llmfile: error: %s\n", msg);
     return 1;
-}
-
-// The model used when no -m is given: $LLMFILE_MODEL, else the one
-// tools/setup_default_model.sh links into the cache.
-static const char *default_model_path(char *buf, size_t cap) {
-    const char *env = getenv("LLMFILE_MODEL");
-    if (env && *env) return env;
-    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (cache && *cache) snprintf(buf, cap, "%s/llmfile/default.gguf", cache);
-    else snprintf(buf, cap, "%s/.cache/llmfile/default.gguf", home ? home : ".");
-    return buf;
 }
 
 enum { MAX_PROMPT_FILE = 64 << 20 };
@@ -311,7 +309,9 @@ int main(int argc, char **argv) {
     llm_err err;
     char path_buf[4096];
     if (argc > 1 && strcmp(argv[1], "bench") == 0)
-        return bench_main(argc - 1, argv + 1, default_model_path(path_buf, sizeof path_buf));
+        return bench_main(argc - 1, argv + 1, cli_default_model_path(path_buf, sizeof path_buf));
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--server") == 0) return server_main(argc, argv);
     if (cli_parse(&a, argc, argv, &err)) return fail(err.msg);
     if (a.mode == MODE_HELP) {
         cli_print_help();
@@ -323,7 +323,7 @@ int main(int argc, char **argv) {
         return print_cpu_info(cpu_cap);
     }
     if (a.mode == MODE_CPU_INFO) return print_cpu_info(cpu_cap);
-    const char *model = a.model_path ? a.model_path : default_model_path(path_buf, sizeof path_buf);
+    const char *model = a.model_path ? a.model_path : cli_default_model_path(path_buf, sizeof path_buf);
     if (!a.model_path && access(model, R_OK) != 0) {
         char msg[4200];
         snprintf(msg, sizeof msg, "no model given and the default model %s is missing: run `make model` or pass -m FILE",
