@@ -233,7 +233,7 @@ def no_horizontal_scroll(driver):
 # ---- the conversation -----------------------------------------------------------------
 
 def test_reply_streams_and_completes(page, server):
-    set_setting(page, "max-tokens", 40)
+    set_setting(page, "max-tokens", 24)
     model_ids = json.loads(urllib.request.urlopen(server.url + "v1/models", timeout=5).read())["data"]
     wait(page, lambda d: el(d, "#model").text == model_ids[0]["id"], 5, "the model name in the header")
     record_reply_lengths(page)
@@ -261,7 +261,7 @@ def test_reply_streams_and_completes(page, server):
         assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
         # The history holds the reply as the model wrote it (Markdown source), not the rendered text.
         sent, _ = page_mock_server.reply_for([{"role": "user", "content": "Hello! Who are you?"}])
-        assert body["messages"][1]["content"] == sent and body["stream"] is True and body["max_tokens"] == 40
+        assert body["messages"][1]["content"] == sent and body["stream"] is True and body["max_tokens"] == 24
 
 
 def test_stop_aborts_the_stream(page, server):
@@ -326,6 +326,8 @@ def test_new_chat_clears_the_conversation(page, server):
     assert els(page, ".msg")
     el(page, "#new-chat").click()
     assert not els(page, ".msg") and el(page, "#empty").is_displayed()
+    if server.mode == "mock":
+        shot(page, "chat-empty.png")
     ask(page, "Second chat.")
     assert [e.text for e in els(page, ".msg.user .bubble")] == ["Second chat."]
     if server.mode == "mock":
@@ -340,6 +342,8 @@ def test_server_error_is_shown_and_retry_works(page, server):
     error = el(page, ".msg.error")
     assert error.get_attribute("role") == "alert"
     assert "max_tokens" in error.text and "HTTP 400" in error.text, error.text
+    if server.mode == "mock":
+        shot(page, "chat-error.png")
     set_setting(page, "max-tokens", 8)
     error.find_element(By.TAG_NAME, "button").click()  # Retry
     wait(page, reply_done, 30, "the retried reply")
@@ -392,6 +396,8 @@ def test_api_key_is_asked_for_and_sent(browser, server, tmp_path_factory):
         send(browser, "Hello with a key?")
         wait(browser, lambda d: els(d, ".msg.error"), 10, "the 401 message")
         assert "API key" in el(browser, ".msg.error").text
+        if server.mode == "mock":
+            shot(browser, "chat-api-key.png")
         field = el(browser, "#key-input")
         field.send_keys("wrong-key", Keys.ENTER)  # retried, refused again
         wait(browser, lambda d: el(d, "#keybar").is_displayed() and els(d, ".msg.error"), 10, "the field again")
@@ -422,6 +428,10 @@ MARKDOWN_CASES = [
     ("| a | b |\n|---|---|\n| 1 | **2** |", {"th": ["a", "b"], "td": ["1", "2"], "td strong": "2"}),
     ("> quoted *text*", {"blockquote em": "text"}),
     ("line one\nline two", {"p br": None}),
+    # Mid-stream states: an unclosed fence is already code; an unclosed ** stays literal.
+    ("Here:\n```py\nx = 1", {".code pre code": "x = 1", "p": "Here:"}),
+    ("so **bol", {"p": "so **bol", "strong": []}),
+    ("a \\*not italic\\* b", {"p": "a *not italic* b", "em": []}),
 ]
 
 HOSTILE = [
