@@ -175,7 +175,8 @@ class Handler(BaseHTTPRequestHandler):
         words = re.findall(r"\S+\s*|\s+", text)[:max_tokens]
         finish = "length" if len(words) < len(re.findall(r"\S+\s*|\s+", text)) else "stop"
         if not body.get("stream"):
-            self.state.tokens_predicted += len(words)
+            with self.state.lock:
+                self.state.tokens_predicted += len(words)
             self.send_json(200, {"id": "chatcmpl-mock", "object": "chat.completion", "model": MODEL_ID,
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
                                               "finish_reason": finish}]})
