@@ -2,6 +2,7 @@
 // norms and softmax, fp16 rounding where ggml rounds) so logits match llama.cpp.
 #include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "kern.h"
 
@@ -90,4 +91,73 @@ void kern_attn_head(const float *q, const fp16_t *k, size_t k_stride, const fp16
         const fp16_t *vr = v + (size_t)cells[j] * v_stride;
         for (int64_t d = 0; d < head_dim_v; d++) out[d] += p * fp16_to_fp32(vr[d]);
     }
+}
+
+// ---- Attention tiles ---------------------------------------------------------------
+// Reference kernels: the same arithmetic as kern_attn_head, one query at a time.
+
+static float round_fp16(float x) { return fp16_to_fp32(fp32_to_fp16(x)); }
+
+void kern_attn_qk_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, float *s,
+                      int64_t s_stride, float *qh) {
+    const int64_t dk = t->head_dim_k;
+    for (int r = 0; r < t->n_q; r++)
+        for (int64_t d = 0; d < dk; d++) qh[r * dk + d] = round_fp16(t->q[r][d]);
+    for (int r = 0; r < t->n_q; r++)
+        for (int64_t j = j0; j < j1; j++) {
+            const fp16_t *kr = t->k + (size_t)t->cells[j] * t->k_stride;
+            float sum = 0;
+            for (int64_t d = 0; d < dk; d++) sum += qh[r * dk + d] * fp16_to_fp32(kr[d]);
+            s[r * s_stride + (j - j0)] = sum * t->scale;
+        }
+}
+
+void kern_attn_round_ref(float *p, int64_t n, float inv) {
+    for (int64_t j = 0; j < n; j++) p[j] = round_fp16(p[j] * inv);
+}
+
+void kern_attn_pv_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, const float *p,
+                      int64_t p_stride, float *const *acc) {
+    for (int r = 0; r < t->n_q; r++)
+        for (int64_t j = j0; j < j1; j++) {
+            const float pj = p[r * p_stride + (j - j0)];
+            const fp16_t *vr = t->v + (size_t)t->cells[j] * t->v_stride;
+            for (int64_t d = 0; d < t->head_dim_v; d++) acc[r][d] += pj * fp16_to_fp32(vr[d]);
+        }
+}
+
+void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float *scratch) {
+    int64_t j0 = t->begin[0], j1 = t->end[0];
+    for (int r = 1; r < t->n_q; r++) {
+        if (t->begin[r] < j0) j0 = t->begin[r];
+        if (t->end[r] > j1) j1 = t->end[r];
+    }
+    for (int r = 0; r < t->n_q; r++) memset(t->out[r], 0, (size_t)t->head_dim_v * sizeof(float));
+    if (j1 <= j0) return;
+    // Every query is scored against the tile's whole span (one pass over K for all);
+    // positions a query does not see get probability 0 below.
+    const int64_t span = j1 - j0;
+    float *s = scratch, *qh = scratch + (size_t)t->n_q * (size_t)span;
+    (ops->attn_qk ? ops->attn_qk : kern_attn_qk_ref)(t, j0, j1, s, span, qh);
+    for (int r = 0; r < t->n_q; r++) {
+        float *row = s + (size_t)r * (size_t)span;
+        const int64_t b = t->begin[r] - j0, e = t->end[r] - j0;
+        if (e <= b) {
+            memset(row, 0, (size_t)span * sizeof(float));
+            continue;
+        }
+        float max = -INFINITY;
+        for (int64_t j = b; j < e; j++) max = row[j] > max ? row[j] : max;
+        double sum = 0;
+        for (int64_t j = b; j < e; j++) {
+            const float ex = expf(row[j] - max);
+            row[j] = ex;
+            sum += ex;
+        }
+        for (int64_t j = 0; j < b; j++) row[j] = 0;
+        for (int64_t j = e; j < span; j++) row[j] = 0;
+        (ops->attn_round ? ops->attn_round : kern_attn_round_ref)(row + b, e - b,
+                                                                  sum > 0 ? (float)(1.0 / sum) : 0.0f);
+    }
+    (ops->attn_pv ? ops->attn_pv : kern_attn_pv_ref)(t, j0, j1, s, span, t->out);
 }
