@@ -41,6 +41,8 @@ struct kern_ops {
     // acc[r][d] += sum_{j in [j0, j1)} p[r * p_stride + (j - j0)] * V[cells[j]][d].
     void (*attn_pv)(const struct kern_attn_tile *t, int64_t j0, int64_t j1, const float *p,
                     int64_t p_stride, float *const *acc);
+    // ---- Row ops with a faster form at some levels (NULL: use the kern_* reference) ----
+    void (*geglu)(float *out, const float *gate, const float *up, int64_t n); // = kern_geglu
 };
 
 // The reference level: quant/'s plain-C routines.
@@ -85,6 +87,8 @@ void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float fre
 
 // out[i] = gelu_tanh(gate[i]) * up[i], gelu as ggml evaluates it (via a half table).
 void kern_geglu(float *out, const float *gate, const float *up, int64_t n);
+// ggml's GELU table (indexed by the input's fp16 bits) widened to float.
+const float *kern_gelu_table_f32(void);
 // out[i] = silu(gate[i]) * up[i].
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 

@@ -35,6 +35,7 @@ void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float fre
 // ggml evaluates GELU through a table indexed by the input rounded to half and
 // holding half results; reproducing it keeps our logits on llama.cpp's.
 static fp16_t gelu_table[1 << 16];
+static float gelu_table_f32[1 << 16]; // the same values widened, for SIMD gathers
 static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
 
 static void gelu_table_init(void) {
@@ -43,7 +44,13 @@ static void gelu_table_init(void) {
         const float x = fp16_to_fp32((fp16_t)i);
         const float y = 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + 0.044715f * x * x)));
         gelu_table[i] = fp32_to_fp16(y);
+        gelu_table_f32[i] = fp16_to_fp32(gelu_table[i]);
     }
+}
+
+const float *kern_gelu_table_f32(void) {
+    pthread_once(&gelu_once, gelu_table_init);
+    return gelu_table_f32;
 }
 
 void kern_geglu(float *out, const float *gate, const float *up, int64_t n) {

@@ -213,11 +213,12 @@ static void ffn_norm_job(void *ctx, int ith, int nth) {
 static void ffn_act_job(void *ctx, int ith, int nth) {
     struct fwd *f = ctx;
     const struct model_hparams *hp = &f->mc->model->hp;
+    const struct kern_ops *ops = f->mc->kc.ops;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
         float *g = f->mc->w.gate + i * hp->n_ff, *u = f->mc->w.up + i * hp->n_ff;
-        if (hp->act == MODEL_ACT_GELU) kern_geglu(g, g, u, hp->n_ff);
+        if (hp->act == MODEL_ACT_GELU) (ops->geglu ? ops->geglu : kern_geglu)(g, g, u, hp->n_ff);
         else kern_swiglu(g, g, u, hp->n_ff);
     }
 }
