@@ -36,8 +36,9 @@ struct kern_ops {
     // r < n_q and list position j in [j0, j1), masked or not. qh: [n_q][head_dim_k] scratch.
     void (*attn_qk)(const struct kern_attn_tile *t, int64_t j0, int64_t j1, float *s,
                     int64_t s_stride, float *qh);
-    // p[j] = fp16(p[j] * inv) for j < n: the softmax's normalisation, rounded as ggml does.
-    void (*attn_round)(float *p, int64_t n, float inv);
+    // Softmax of one query's visible scores, in place, probabilities rounded to fp16 as
+    // ggml rounds them: p[j] = fp16(exp(p[j] - max) * (float)(1 / sum)), sum in double.
+    void (*attn_softmax)(float *p, int64_t n);
     // acc[r][d] += sum_{j in [j0, j1)} p[r * p_stride + (j - j0)] * V[cells[j]][d].
     void (*attn_pv)(const struct kern_attn_tile *t, int64_t j0, int64_t j1, const float *p,
                     int64_t p_stride, float *const *acc);
@@ -133,7 +134,7 @@ void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float
 // The plain-C reference kernels (the generic level's attn_* entries).
 void kern_attn_qk_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, float *s,
                       int64_t s_stride, float *qh);
-void kern_attn_round_ref(float *p, int64_t n, float inv);
+void kern_attn_softmax_ref(float *p, int64_t n);
 void kern_attn_pv_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, const float *p,
                       int64_t p_stride, float *const *acc);
 

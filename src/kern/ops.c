@@ -119,7 +119,16 @@ void kern_attn_qk_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, fl
         }
 }
 
-void kern_attn_round_ref(float *p, int64_t n, float inv) {
+void kern_attn_softmax_ref(float *p, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t j = 0; j < n; j++) max = p[j] > max ? p[j] : max;
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const float e = expf(p[j] - max);
+        p[j] = e;
+        sum += e;
+    }
+    const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
     for (int64_t j = 0; j < n; j++) p[j] = round_fp16(p[j] * inv);
 }
 
@@ -153,18 +162,9 @@ void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float
             memset(row, 0, (size_t)span * sizeof(float));
             continue;
         }
-        float max = -INFINITY;
-        for (int64_t j = b; j < e; j++) max = row[j] > max ? row[j] : max;
-        double sum = 0;
-        for (int64_t j = b; j < e; j++) {
-            const float ex = expf(row[j] - max);
-            row[j] = ex;
-            sum += ex;
-        }
         for (int64_t j = 0; j < b; j++) row[j] = 0;
         for (int64_t j = e; j < span; j++) row[j] = 0;
-        (ops->attn_round ? ops->attn_round : kern_attn_round_ref)(row + b, e - b,
-                                                                  sum > 0 ? (float)(1.0 / sum) : 0.0f);
+        (ops->attn_softmax ? ops->attn_softmax : kern_attn_softmax_ref)(row + b, e - b);
     }
     (ops->attn_pv ? ops->attn_pv : kern_attn_pv_ref)(t, j0, j1, s, span, t->out);
 }

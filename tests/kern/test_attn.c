@@ -206,6 +206,45 @@ static void check_level(const struct kern_level *lv, const struct attn_case *c, 
           lv->name, case_name(c), mx, rms, (long long)bad, bad >= 0 ? a->out[bad] : 0.0, bad >= 0 ? a->ref[bad] : 0.0);
 }
 
+// A level's softmax row against the reference: the exp may differ by an ulp or so,
+// so a probability may land on the neighbouring fp16 value, never further. Scores
+// span wide ranges (exp underflow for far-below-max ones) and lengths cover tails.
+static void check_softmax(const struct kern_level *lv) {
+    const struct kern_ops *ops = lv->ops();
+    if (!ops->attn_softmax) return;
+    float s[300], ref[300], out[300];
+    int bad = 0, differ = 0, total = 0;
+    for (int n = 1; n <= 300; n += n < 40 ? 1 : 37) {
+        const double spread = n % 3 == 0 ? 200.0 : n % 3 == 1 ? 20.0 : 1.0;
+        for (int j = 0; j < n; j++) s[j] = (float)((rng_uniform() - 0.5) * spread);
+        if (n > 5) s[n / 2] = s[0] - 87.0f; // near the underflow boundary
+        memcpy(ref, s, sizeof(float) * (size_t)n);
+        memcpy(out, s, sizeof(float) * (size_t)n);
+        kern_attn_softmax_ref(ref, n);
+        ops->attn_softmax(out, n);
+        double sum = 0;
+        for (int j = 0; j < n; j++) {
+            sum += out[j];
+            differ += out[j] != ref[j];
+            total++;
+            // One fp16 step of ref (relative 2^-10 for normals, 2^-24 absolute below).
+            const double step = fmax(fabs(ref[j]) * 0x1.0p-10, 0x1.0p-24);
+            if (!(fabs((double)out[j] - ref[j]) <= step) || out[j] != fp16_to_fp32(fp32_to_fp16(out[j]))) {
+                if (!bad) fprintf(stderr, "level %s softmax n=%d [%d]: %g vs %g\n", lv->name, n, j, out[j], ref[j]);
+                bad++;
+            }
+        }
+        CHECK(fabs(sum - 1.0) < 1e-2, "level %s softmax n=%d sums to %g", lv->name, n, sum);
+    }
+    CHECK(bad == 0, "level %s: %d softmax values more than one fp16 step from the reference", lv->name, bad);
+    // An exp within an ulp or two of expf rarely moves a value across an fp16 rounding
+    // boundary (measured: 0 .. 0.3%); a 1e-4 relative error moves ~10%.
+    CHECK(differ * 100 <= total * 2, "level %s: %d of %d softmax values differ from the reference", lv->name,
+          differ, total);
+    if (differ * 100 > total * 2 || getenv("ATTN_TEST_VERBOSE"))
+        fprintf(stderr, "level %s softmax: %d of %d values differ\n", lv->name, differ, total);
+}
+
 int main(void) {
     struct cpu_features f;
     cpu_detect(&f);
@@ -246,6 +285,8 @@ int main(void) {
                 free_case(&a);
                 cases++;
             }
+    for (int li = 0; li < n_levels; li++)
+        if (levels[li].supported(&f)) check_softmax(&levels[li]);
     char tested[256] = "";
     for (int li = 0; li < n_levels; li++)
         if (levels[li].supported(&f)) {
