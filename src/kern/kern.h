@@ -85,6 +85,11 @@ void kern_rmsnorm(float *out, const float *x, const float *w, int64_t n, float e
 // Rotary embedding of one head vector in place. neox: rotate (i, i+n/2) pairs,
 // else adjacent (2i, 2i+1) pairs. freq_scale multiplies the angle (linear scaling).
 void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float freq_scale, bool neox);
+// kern_rope in two steps, so that every head of a token shares one set of angles:
+// cs[2i], cs[2i+1] = cos, sin of pair i's angle at pos ([n_dims] floats), then the
+// rotation with them (the same results as kern_rope).
+void kern_rope_angles(float *cs, int64_t n_dims, int32_t pos, float freq_base, float freq_scale);
+void kern_rope_apply(float *x, int64_t n_dims, const float *cs, bool neox);
 
 // out[i] = gelu_tanh(gate[i]) * up[i], gelu as ggml evaluates it (via a half table).
 void kern_geglu(float *out, const float *gate, const float *up, int64_t n);

@@ -16,20 +16,34 @@ void kern_rmsnorm(float *out, const float *x, const float *w, int64_t n, float e
         for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale;
 }
 
-void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float freq_scale, bool neox) {
+void kern_rope_angles(float *cs, int64_t n_dims, int32_t pos, float freq_base, float freq_scale) {
     const float theta_scale = powf(freq_base, -2.0f / (float)n_dims);
     float theta = (float)pos;
+    for (int64_t i = 0; i < n_dims / 2; i++) {
+        const float angle = theta * freq_scale;
+        cs[2 * i] = cosf(angle);
+        cs[2 * i + 1] = sinf(angle);
+        theta *= theta_scale;
+    }
+}
+
+void kern_rope_apply(float *x, int64_t n_dims, const float *cs, bool neox) {
     const int64_t half = n_dims / 2;
     for (int64_t i = 0; i < half; i++) {
-        const float angle = theta * freq_scale;
-        const float c = cosf(angle), s = sinf(angle);
+        const float c = cs[2 * i], s = cs[2 * i + 1];
         float *a = neox ? &x[i] : &x[2 * i];
         float *b = neox ? &x[i + half] : &x[2 * i + 1];
         const float x0 = *a, x1 = *b;
         *a = x0 * c - x1 * s;
         *b = x0 * s + x1 * c;
-        theta *= theta_scale;
     }
+}
+
+void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float freq_scale, bool neox) {
+    float cs[KERN_MAX_HEAD_DIM];
+    if (n_dims > KERN_MAX_HEAD_DIM) n_dims = KERN_MAX_HEAD_DIM; // the loader rejects larger heads
+    kern_rope_angles(cs, n_dims, pos, freq_base, freq_scale);
+    kern_rope_apply(x, n_dims, cs, neox);
 }
 
 // ggml evaluates GELU through a table indexed by the input rounded to half and

@@ -257,17 +257,19 @@ static void qkv_job(void *ctx, int ith, int nth) {
         add_bias(q, l->bq, qw);
         add_bias(k, l->bk, kw);
         add_bias(v, l->bv, vw);
+        float cs[KERN_MAX_HEAD_DIM]; // n_rot <= head_dim_k (checked at load)
+        kern_rope_angles(cs, hp->n_rot, f->b->pos[i], base, fscale);
         for (int64_t h = 0; h < hp->n_head; h++) {
             float *qh = q + h * hp->head_dim_k;
             if (l->q_norm) kern_rmsnorm(qh, qh, l->q_norm, hp->head_dim_k, hp->norm_eps);
-            kern_rope(qh, hp->n_rot, f->b->pos[i], base, fscale, hp->rope_neox);
+            kern_rope_apply(qh, hp->n_rot, cs, hp->rope_neox);
             if (hp->scale_q)
                 for (int64_t d = 0; d < hp->head_dim_k; d++) qh[d] *= hp->attn_scale;
         }
         for (int64_t h = 0; h < hp->n_head_kv; h++) {
             float *kh = k + h * hp->head_dim_k;
             if (l->k_norm) kern_rmsnorm(kh, kh, l->k_norm, hp->head_dim_k, hp->norm_eps);
-            kern_rope(kh, hp->n_rot, f->b->pos[i], base, fscale, hp->rope_neox);
+            kern_rope_apply(kh, hp->n_rot, cs, hp->rope_neox);
         }
         const size_t c = (size_t)(f->il * mc->kv.n_cells + mc->w.cell[i]);
         fp16_t *kc = mc->kv.k + c * (size_t)kw, *vc = mc->kv.v + c * (size_t)vw;
