@@ -162,8 +162,8 @@ struct model_work {
     int32_t *cell;   // [n] cache cell each token was stored in
     int32_t *vis;    // [n_seq_groups][n_cells] visible cells per sequence, sorted by position
     int64_t vis_cap;
-    float *scores;   // [n_threads][n_cells]
-    int64_t scores_cap;
+    float *scores;   // [n_threads][kern_attn_scratch_floats(span, head_dim_k)] attention scratch
+    int64_t scores_cap; // floats
     float *out;      // [n_out][n_embd]
 };
 
