@@ -194,6 +194,9 @@ SNIPPETS = [
     "{{ u[1] }} {{ u[-1] }} {{ u[2:5] }} {{ u|length }} {{ s.0 }} {{ lst.1 }} {{ lst[5] }}|",
     "{{ d.b }} {{ d['a'] }} {{ d.items is defined }} {{ d['items'] }} {{ d.nested.k[1].z }} {{ d.get('b') }} {{ d.get('q', 'dflt') }} {{ d.get('q') }}",
     "{{ d.keys()|list }} {{ d.values()|list|length }} {{ d.items()|list|first }}",
+    "{{ d.items() }}|{{ d.keys() }}|{{ d.values()|string }}|{{ d.keys()[0] }}|{{ d.keys() is sequence }}|{{ d.items()|length }}|{{ d.keys()|first }}|{{ d.keys()|last }}|{{ 'a' in d.keys() }}",
+    "{{ d.items()|tojson }}",
+    "{{ d.keys() + ['x'] }}",
     "{{ none.x }}|{{ n.x }}|{{ d.missing }}|{{ s.missing }}",
     # undefined
     "{{ foo }}|{{ foo|default('dflt') }}|{{ foo is defined }}|{{ foo is undefined }}|{{ foo|length }}|{% for x in foo %}x{% endfor %}",

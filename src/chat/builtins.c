@@ -1695,7 +1695,7 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
     case T_MAPPING: return v->type == CHAT_OBJECT;
     case T_NUMBER: return v->type == CHAT_INT || v->type == CHAT_FLOAT || v->type == CHAT_BOOL;
     case T_SEQUENCE:
-        return v->type == CHAT_STRING || v->type == CHAT_ARRAY || v->type == CHAT_OBJECT || v->type == CV_RANGE ||
+        return v->type == CHAT_STRING || (v->type == CHAT_ARRAY && !v->view) || v->type == CHAT_OBJECT || v->type == CV_RANGE ||
                v->type == CHAT_UNDEFINED;
     case T_ITERABLE:
         return v->type == CHAT_STRING || v->type == CHAT_ARRAY || v->type == CHAT_OBJECT || v->type == CV_RANGE ||
@@ -1898,6 +1898,7 @@ struct chat_value *builtin_method_lookup(struct render *r, struct chat_value *ob
         if (methods[i].type != obj->type || strlen(methods[i].name) != len || memcmp(methods[i].name, name, len) != 0)
             continue;
         int id = methods[i].id;
+        if (obj->type == CHAT_ARRAY && obj->view) continue; // dict views: no list methods
         if (obj->type == CHAT_ARRAY && obj->is_tuple && id != M_LIST_INDEX && id != M_LIST_COUNT) continue;
         if (id == M_UNSAFE) {
             // The sandbox hands back an undefined value that fails when used.
@@ -2192,6 +2193,7 @@ struct chat_value *builtin_call_method(struct render *r, struct chat_fn *fn, con
         size_t n = self->u.obj.n;
         struct chat_value *out = new_array(r, n);
         if (!out) return NULL;
+        out->view = fn->builtin == M_ITEMS ? VIEW_ITEMS : fn->builtin == M_KEYS ? VIEW_KEYS : VIEW_VALUES;
         for (size_t i = 0; i < n; i++) {
             struct chat_value *x = fn->builtin == M_KEYS ? self->u.obj.keys[i] : fn->builtin == M_VALUES ? self->u.obj.vals[i]
                                  : tuple2(r, self->u.obj.keys[i], self->u.obj.vals[i]);

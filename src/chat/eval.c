@@ -76,7 +76,8 @@ static const char *object_type(const struct chat_value *v) {
     case CHAT_INT: return "int object";
     case CHAT_FLOAT: return "float object";
     case CHAT_STRING: return "str object";
-    case CHAT_ARRAY: return v->is_tuple ? "tuple object" : "list object";
+    case CHAT_ARRAY: return v->view == VIEW_ITEMS ? "dict_items object" : v->view == VIEW_KEYS ? "dict_keys object"
+                          : v->view == VIEW_VALUES ? "dict_values object" : v->is_tuple ? "tuple object" : "list object";
     case CHAT_OBJECT: return "dict object";
     case CV_NAMESPACE: return "jinja2.utils.Namespace object";
     case CV_LOOP: return "jinja2.runtime.LoopContext object";
@@ -342,6 +343,7 @@ struct chat_value *get_item(struct render *r, struct chat_value *obj, struct cha
         break;
     }
     case CHAT_ARRAY:
+        if (obj->view) break; // dict views are not subscriptable
         if (as_index(key, &i)) {
             int64_t n = (int64_t)obj->u.arr.n;
             if (i < 0) i += n;
@@ -417,7 +419,7 @@ static struct chat_value *do_slice(struct render *r, struct chat_value *obj, str
     struct chat_value **items = NULL;
     if (obj->type == CHAT_STRING) {
         if (!charge(r, obj->u.str.len / 16 + 1) || !(off = cp_offsets(r, obj->u.str, &n))) return NULL;
-    } else if (obj->type == CHAT_ARRAY || obj->type == CV_RANGE) {
+    } else if ((obj->type == CHAT_ARRAY && !obj->view) || obj->type == CV_RANGE) {
         if (!(items = iterate(r, obj, &n))) return NULL;
     } else return make_undef_hint(r, "'%s' object is not subscriptable", py_type_name(obj));
     int64_t len = (int64_t)n;
@@ -589,7 +591,7 @@ static struct chat_value *arith(struct render *r, int op, struct chat_value *a, 
             if (s.failed) return sb_fail(r, &s);
             return cv_str(r->a, sb_cstr(&s));
         }
-        if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple) {
+        if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple && !a->view && !b->view) {
             if (!charge(r, a->u.arr.n + b->u.arr.n + 1)) return NULL;
             struct chat_value *out = cv_array(r->a, a->u.arr.n + b->u.arr.n);
             if (!out) return oom(r);
@@ -598,14 +600,14 @@ static struct chat_value *arith(struct render *r, int op, struct chat_value *a, 
             for (size_t i = 0; i < b->u.arr.n; i++) out->u.arr.v[out->u.arr.n++] = b->u.arr.v[i];
             return out;
         }
-        if (a->type == CHAT_STRING || a->type == CHAT_ARRAY)
+        if (a->type == CHAT_STRING || (a->type == CHAT_ARRAY && !a->view))
             return rfail(r, "can only concatenate %s (not \"%s\") to %s", py_type_name(a), py_type_name(b),
                          py_type_name(a));
     }
     if (op == '*') {
-        if ((a->type == CHAT_STRING || a->type == CHAT_ARRAY) && (b->type == CHAT_INT || b->type == CHAT_BOOL))
+        if ((a->type == CHAT_STRING || (a->type == CHAT_ARRAY && !a->view)) && (b->type == CHAT_INT || b->type == CHAT_BOOL))
             return repeat(r, a, num_i(b));
-        if ((b->type == CHAT_STRING || b->type == CHAT_ARRAY) && (a->type == CHAT_INT || a->type == CHAT_BOOL))
+        if ((b->type == CHAT_STRING || (b->type == CHAT_ARRAY && !b->view)) && (a->type == CHAT_INT || a->type == CHAT_BOOL))
             return repeat(r, b, num_i(a));
     }
     if (op == '%' && a->type == CHAT_STRING) return py_percent_format(r, a, b);

@@ -50,12 +50,16 @@ struct cstr {
 struct chat_fn;
 struct chat_loop;
 
+enum { VIEW_NONE, VIEW_ITEMS, VIEW_KEYS, VIEW_VALUES };
+extern const char *const view_names[4]; // "", "dict_items", "dict_keys", "dict_values"
+
 // How an undefined value came about (for the message when it is misused).
 enum undef_how { UNDEF_NAME, UNDEF_ATTR, UNDEF_ITEM, UNDEF_HINT };
 
 struct chat_value {
     uint8_t type;     // enum chat_type or CV_*
     uint8_t is_tuple; // CHAT_ARRAY: prints as a tuple, never equals a list
+    uint8_t view;     // CHAT_ARRAY: dict.items() / keys() / values() (VIEW_*): not subscriptable, not JSON
     uint8_t undef_how;
     uint8_t security; // CHAT_UNDEFINED: misuse is a sandbox SecurityError
     uint8_t markup;   // CHAT_STRING: a markupsafe.Markup (|safe, |escape): `+` escapes plain strings into it

@@ -597,6 +597,8 @@ struct cstr sb_cstr(const struct sb *b) {
 
 // ---------------------------------------------------------------- Python str / repr
 
+const char *const view_names[4] = {"", "dict_items", "dict_keys", "dict_values"};
+
 const char *py_type_name(const struct chat_value *v) {
     switch (v->type) {
     case CHAT_UNDEFINED: return "Undefined";
@@ -605,7 +607,7 @@ const char *py_type_name(const struct chat_value *v) {
     case CHAT_INT: return "int";
     case CHAT_FLOAT: return "float";
     case CHAT_STRING: return "str";
-    case CHAT_ARRAY: return v->is_tuple ? "tuple" : "list";
+    case CHAT_ARRAY: return v->view ? view_names[v->view] : v->is_tuple ? "tuple" : "list";
     case CHAT_OBJECT: return "dict";
     case CV_NAMESPACE: return "Namespace";
     case CV_CALLABLE: return v->u.fn->kind == FN_MACRO || v->u.fn->kind == FN_CALLER ? "Macro" : "builtin_function_or_method";
@@ -721,6 +723,10 @@ int py_repr(struct sb *b, const struct chat_value *v, int depth_left, llm_err *e
         if (v->markup) sb_putc(b, ')', false);
         break;
     case CHAT_ARRAY:
+        if (v->view) { // dict_items([...])
+            sb_puts(b, view_names[v->view]);
+            sb_putc(b, '(', false);
+        }
         sb_putc(b, v->is_tuple ? '(' : '[', false);
         for (size_t i = 0; i < v->u.arr.n; i++) {
             if (i) sb_puts(b, ", ");
@@ -728,6 +734,7 @@ int py_repr(struct sb *b, const struct chat_value *v, int depth_left, llm_err *e
         }
         if (v->is_tuple && v->u.arr.n == 1) sb_putc(b, ',', false);
         sb_putc(b, v->is_tuple ? ')' : ']', false);
+        if (v->view) sb_putc(b, ')', false);
         break;
     case CV_NAMESPACE:
     case CHAT_OBJECT:
@@ -869,6 +876,7 @@ int json_dump(struct sb *b, const struct chat_value *v, const struct json_opts *
         break;
     case CHAT_STRING: json_string(b, v->u.str, o->ensure_ascii); break;
     case CHAT_ARRAY:
+        if (v->view) return err_set(err, "Object of type %s is not JSON serializable", view_names[v->view]);
         if (v->u.arr.n == 0) {
             sb_puts(b, "[]");
             break;
@@ -967,7 +975,7 @@ int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left
     case CHAT_NONE: return 1;
     case CHAT_STRING: return cstr_eq(a->u.str, b->u.str.s, b->u.str.len);
     case CHAT_ARRAY:
-        if (a->is_tuple != b->is_tuple || a->u.arr.n != b->u.arr.n) return 0;
+        if (a->is_tuple != b->is_tuple || a->view != b->view || a->u.arr.n != b->u.arr.n) return 0;
         for (size_t i = 0; i < a->u.arr.n; i++) {
             int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1, budget);
             if (e != 1) return e;
@@ -1010,7 +1018,7 @@ int py_cmp(const struct chat_value *a, const struct chat_value *b, const char *o
         *res = (c > 0) - (c < 0);
         return 0;
     }
-    if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple) {
+    if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple && !a->view && !b->view) {
         size_t n = a->u.arr.n < b->u.arr.n ? a->u.arr.n : b->u.arr.n;
         for (size_t i = 0; i < n; i++) {
             int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1, budget);
