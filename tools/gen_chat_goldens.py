@@ -16,6 +16,7 @@ Here strftime_now uses a fixed time (2025-03-07 14:05:09) so the goldens are sta
 
 Usage: python3 tools/gen_chat_goldens.py [--check]   (--check: compare instead of write)
 """
+import copy
 import datetime
 import json
 import pathlib
@@ -341,12 +342,32 @@ SNIPPETS = [
     "{{ x ! y }}",
     "{{ 'x'|indent(2)|length }}",
     "{{ 'a'.split('') }}",
+    # found by differential fuzzing against jinja2
+    "{{ n[1:] }}",
+    "{{ none[1:] }}|{{ {}[1:] }}|{{ 3[::2] }}|{{ (not s)[1:] }}",
+    "{{ [none[1:]] }}",
+    "{{ (1 if false else {}[1:3]) }}|{{ ({}[1:3])|list }}",
+    "{{ ({}[1:3])|map(attribute='name')|list }}",
+    "{{ lst[1.5:] }}",
+    "{{ range(10)[::2] }}|{{ range(10)[1:3] }}|{{ range(10)[::-1] }}|{{ range(5)[10:] }}|{{ (1, 'x', 2)[:-1] }}|{{ (1, 'x')[1:] }}",
+    "{{ 'ab'|sort(attribute='age') }}|{{ [1, 'a']|sort(attribute='x') }}|{{ people|sort(attribute='city')|map(attribute='name')|list }}",
+    "{{ [1] in d }}",
+    "{{ s % foo }}|{{ '%s!' % foo }}|{{ s % [] }}|{{ s % {} }}|{{ '%s' % [1] }}",
+    "{{ s % [1] }}|{{ s % (1,) }}",
+    "{{ '%s' is odd }}|{{ '%d' is even }}|{{ 'x%sy' is divisibleby 3 }}",
+    "{{ foo is defined(1) }}",
+    "{{ foo is callable }}|{{ n is callable }}",
+    "{{ 3|indent }}",
+    "{{ lst|indent }}",
+    "{{ ('<a>'|safe)|last + '<' }}|{{ ('<a>'|safe)|first + '<' }}",
+    "{{ range(4).count(2) }}|{{ range(4).index(3) }}",
     "{{ 2 ** 0.5 }} {{ 4 ** 0.5 }} {{ 10 ** 18 }} {{ 9223372036854775807 }} {{ -9223372036854775807 - 1 }}",
 ]
 
 
 def render_case(env, src, context):
-    kwargs = dict(context)
+    # A fresh copy each time: a failed jinja2 render can change its input (|indent on a list appends to it).
+    kwargs = copy.deepcopy(context)
     kwargs.setdefault("tools", None)
     kwargs.setdefault("documents", None)
     kwargs["bos_token"], kwargs["eos_token"] = BOS, EOS

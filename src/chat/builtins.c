@@ -431,6 +431,10 @@ struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, s
         items = args->u.arr.v;
         n_items = args->u.arr.n;
     } else if (args->type == CHAT_OBJECT) mapping = args;
+    // Python treats anything subscriptable but a tuple or str (a list, a range) as a
+    // mapping here: left unused, it is no error.
+    bool mapping_like = mapping || (args->type == CHAT_ARRAY && !args->is_tuple && !args->view) ||
+                        args->type == CV_RANGE || args->type == CHAT_UNDEFINED;
     struct cstr f = fmt->u.str;
     struct sb b;
     sb_init(&b, r->a, r->lim->max_output);
@@ -549,7 +553,7 @@ struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, s
         default: return rfail(r, "unsupported format character '%c'", type);
         }
     }
-    if (!mapping && next_item < n_items) return rfail(r, "not all arguments converted during string formatting");
+    if (!mapping_like && next_item < n_items) return rfail(r, "not all arguments converted during string formatting");
     return as_markup(r, str_value(r, &b), fmt->markup);
 }
 
@@ -803,6 +807,11 @@ static int find_name(const char *const *names, int n, const char *name, size_t l
 
 int builtin_filter_find(const char *name, size_t len) { return find_name(filter_names, N_FILTERS, name, len); }
 
+bool builtin_filter_needs_context(int id) {
+    return id == F_MAP || id == F_SELECT || id == F_REJECT || id == F_SELECTATTR || id == F_REJECTATTR ||
+           id == F_RANDOM;
+}
+
 static struct chat_value *soft_str(struct render *r, struct chat_value *v) { return to_str(r, v); }
 
 // markupsafe's escape(): & < > " ' as entities; the result is a Markup.
@@ -845,11 +854,7 @@ static struct chat_value *do_length(struct render *r, struct chat_value *v) {
     case CHAT_STRING: return cv_int(r->a, (int64_t)utf8_count(v->u.str.s, v->u.str.len));
     case CHAT_ARRAY: return cv_int(r->a, (int64_t)v->u.arr.n);
     case CHAT_OBJECT: return cv_int(r->a, (int64_t)v->u.obj.n);
-    case CV_RANGE: {
-        size_t n;
-        if (!iterate(r, v, &n)) return NULL;
-        return cv_int(r->a, (int64_t)n);
-    }
+    case CV_RANGE: return cv_int(r->a, (int64_t)range_len(v));
     default: return rfail(r, "object of type '%s' has no len()", py_type_name(v));
     }
 }
@@ -864,6 +869,8 @@ static struct chat_value *do_first_last(struct render *r, struct chat_value *v, 
     struct chat_value **items = iterate(r, v, &n);
     if (!items) return NULL;
     if (n == 0) return make_undef_hint(r, last ? "No last item, sequence was empty." : "No first item, sequence was empty.");
+    // reversed() indexes a Markup (its items are Markup); iter() gives plain characters
+    if (last && v->type == CHAT_STRING) return as_markup(r, items[n - 1], v->markup);
     return items[last ? n - 1 : 0];
 }
 
@@ -1023,8 +1030,10 @@ static struct chat_value *do_round(struct render *r, struct chat_value *v, struc
 
 static struct chat_value *do_indent(struct render *r, struct chat_value *v, struct chat_value *width_v,
                                     struct chat_value *first_v, struct chat_value *blank_v) {
-    struct chat_value *s = soft_str(r, v);
-    if (!s) return NULL;
+    // jinja2 appends "\n" to the value itself (s += newline): only strings work
+    if (v->type == CHAT_UNDEFINED) return undefined_error(r, v);
+    if (v->type != CHAT_STRING) return rfail(r, "unsupported operand type(s) for +=: '%s' and 'str'", py_type_name(v));
+    struct chat_value *s = v;
     struct cstr ind = {"    ", NULL, 4};
     if (width_v) {
         if (width_v->type == CHAT_STRING) ind = width_v->u.str;
@@ -1204,21 +1213,19 @@ static struct chat_value *do_sort(struct render *r, struct chat_value *v, struct
                 start = i + 1;
             }
     }
+    if (!n_attrs) { // jinja2's make_multi_attrgetter: the key is always a list of values
+        attrs[0] = attribute;
+        n_attrs = 1;
+    }
     for (size_t i = 0; i < n; i++) {
-        if (n_attrs) {
-            struct chat_value *t = new_array(r, (size_t)n_attrs);
-            if (!t) return NULL;
-            for (int k = 0; k < n_attrs; k++) {
-                struct chat_value *x = attr_path(r, items[i], attrs[k], NULL);
-                if (!x || !(x = lower_if_str(r, x, cs))) return NULL;
-                t->u.arr.v[t->u.arr.n++] = x;
-            }
-            keys[i] = t;
-        } else {
-            struct chat_value *x = attr_path(r, items[i], attribute, NULL);
-            if (!x || !(keys[i] = lower_if_str(r, x, cs))) return NULL;
+        struct chat_value *t = new_array(r, (size_t)n_attrs);
+        if (!t) return NULL;
+        for (int k = 0; k < n_attrs; k++) {
+            struct chat_value *x = attr_path(r, items[i], attrs[k], NULL);
+            if (!x || !(x = lower_if_str(r, x, cs))) return NULL;
+            t->u.arr.v[t->u.arr.n++] = x;
         }
-        if (keys[i]->type == CHAT_UNDEFINED && n > 1) return undefined_error(r, keys[i]);
+        keys[i] = t;
     }
     if (!sort_by_keys(r, items, keys, n, reverse)) return NULL;
     return array_of(r, items, n);
@@ -1434,7 +1441,7 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
     case F_ATTR: {
         BIND("attr", "name");
         if (!arg[0] || !need_str(r, arg[0], "attribute name")) return arg[0] ? NULL : rfail(r, "attr() needs a name");
-        if (v->type == CHAT_UNDEFINED) return make_undef_hint(r, "'%s' is undefined", "value");
+        if (v->type == CHAT_UNDEFINED) return undefined_error(r, v);
         if (v->type == CV_NAMESPACE || v->type == CV_LOOP) return get_attr(r, v, arg[0]->u.str.s, arg[0]->u.str.len);
         struct chat_value *m = builtin_method_lookup(r, v, arg[0]->u.str.s, arg[0]->u.str.len);
         if (m || r->failed) return m;
@@ -1615,6 +1622,8 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
 
 // ---------------------------------------------------------------- tests
 
+struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, struct chat_value *args);
+
 enum test_id {
     T_ODD, T_EVEN, T_DIVISIBLEBY, T_DEFINED, T_UNDEFINED, T_FILTER, T_TEST, T_NONE, T_BOOLEAN, T_FALSE, T_TRUE,
     T_INTEGER, T_FLOAT, T_LOWER, T_UPPER, T_STRING, T_MAPPING, T_NUMBER, T_SEQUENCE, T_ITERABLE, T_CALLABLE,
@@ -1635,6 +1644,11 @@ static int test_mod(struct render *r, struct chat_value *v, struct chat_value *m
     struct chat_value tmp = {.type = CHAT_INT, .u.i = 2};
     if (!two) two = &tmp;
     if (v->type == CHAT_UNDEFINED) return undefined_error(r, v), -1;
+    if (v->type == CHAT_STRING) { // Python: "..." % 2 formats; a string never equals an int
+        struct chat_value *arg = m ? m : cv_int(r->a, 2);
+        if (!arg) return oom(r), -1;
+        return py_percent_format(r, v, arg) ? 0 : -1;
+    }
     bool num = v->type == CHAT_INT || v->type == CHAT_BOOL || v->type == CHAT_FLOAT;
     bool mnum = two->type == CHAT_INT || two->type == CHAT_BOOL || two->type == CHAT_FLOAT;
     if (!num || !mnum) return rfail(r, "unsupported operand type(s) for %%: '%s' and '%s'", py_type_name(v), py_type_name(two)), -1;
@@ -1672,6 +1686,7 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
     }
     bool needs_arg = id == T_DIVISIBLEBY || id == T_SAMEAS || id == T_IN || id >= T_EQ1;
     if (needs_arg && !a0) return rfail(r, "test '%s' needs an argument", test_names[id]), -1;
+    if (!needs_arg && a0) return rfail(r, "test '%s' takes no argument", test_names[id]), -1;
     switch (id) {
     case T_ODD: return test_mod(r, v, NULL, 1);
     case T_EVEN: return test_mod(r, v, NULL, 0);
@@ -1700,7 +1715,7 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
     case T_ITERABLE:
         return v->type == CHAT_STRING || v->type == CHAT_ARRAY || v->type == CHAT_OBJECT || v->type == CV_RANGE ||
                v->type == CV_ITER || v->type == CHAT_UNDEFINED || v->type == CV_LOOP;
-    case T_CALLABLE: return v->type == CV_CALLABLE || v->type == CV_LOOP;
+    case T_CALLABLE: return v->type == CV_CALLABLE || v->type == CV_LOOP || v->type == CHAT_UNDEFINED;
     case T_SAMEAS:
         if (v == a0) return 1;
         if (v->type != a0->type) return 0;
@@ -1715,7 +1730,10 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
         case CHAT_STRING:
             if (v->type != CHAT_STRING) return rfail(r, "'in <string>' requires string as left operand, not %s", py_type_name(v)), -1;
             return v->u.str.len == 0 || memmem(a0->u.str.s, a0->u.str.len, v->u.str.s, v->u.str.len) != NULL;
-        case CHAT_OBJECT: return cv_obj_find(a0, v) != NULL;
+        case CHAT_OBJECT:
+            if ((v->type == CHAT_ARRAY && !v->is_tuple) || v->type == CHAT_OBJECT)
+                return rfail(r, "unhashable type: '%s'", py_type_name(v)), -1;
+            return cv_obj_find(a0, v) != NULL;
         default: {
             size_t n;
             struct chat_value **items = iterate(r, a0, &n);
@@ -1887,6 +1905,7 @@ static const struct {
     {CHAT_OBJECT, "pop", M_UNSAFE}, {CHAT_OBJECT, "popitem", M_UNSAFE}, {CHAT_OBJECT, "setdefault", M_UNSAFE},
     {CHAT_OBJECT, "update", M_UNSAFE}, {CHAT_OBJECT, "clear", M_UNSAFE}, {CHAT_OBJECT, "fromkeys", M_UNSAFE},
     {CHAT_ARRAY, "index", M_LIST_INDEX}, {CHAT_ARRAY, "count", M_LIST_COUNT}, {CHAT_ARRAY, "copy", M_LIST_COPY},
+    {CV_RANGE, "index", M_LIST_INDEX}, {CV_RANGE, "count", M_LIST_COUNT},
     {CHAT_ARRAY, "append", M_UNSAFE}, {CHAT_ARRAY, "extend", M_UNSAFE}, {CHAT_ARRAY, "insert", M_UNSAFE},
     {CHAT_ARRAY, "pop", M_UNSAFE}, {CHAT_ARRAY, "remove", M_UNSAFE}, {CHAT_ARRAY, "clear", M_UNSAFE},
     {CHAT_ARRAY, "sort", M_UNSAFE}, {CHAT_ARRAY, "reverse", M_UNSAFE},
@@ -2223,8 +2242,11 @@ struct chat_value *builtin_call_method(struct render *r, struct chat_fn *fn, con
         BIND(fn->name, "value");
         if (!arg[0]) return rfail(r, "%s() takes exactly one argument", fn->name);
         int64_t count = 0;
-        for (size_t i = 0; i < self->u.arr.n; i++) {
-            int e = r_eq(r, self->u.arr.v[i], arg[0]);
+        size_t n;
+        struct chat_value **items = iterate(r, self, &n);
+        if (!items) return NULL;
+        for (size_t i = 0; i < n; i++) {
+            int e = r_eq(r, items[i], arg[0]);
             if (e < 0) return NULL;
             if (e) {
                 if (fn->builtin == M_LIST_INDEX) return cv_int(r->a, (int64_t)i);

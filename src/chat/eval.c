@@ -231,6 +231,13 @@ static size_t *cp_offsets(struct render *r, struct cstr s, size_t *n) {
     return off;
 }
 
+size_t range_len(const struct chat_value *v) {
+    int64_t a = v->u.range.start, b = v->u.range.stop, st = v->u.range.step;
+    if (st > 0 && a < b) return (size_t)(((uint64_t)b - (uint64_t)a - 1) / (uint64_t)st + 1);
+    if (st < 0 && a > b) return (size_t)(((uint64_t)a - (uint64_t)b - 1) / (uint64_t)(-(st + 1) + 1) + 1);
+    return 0;
+}
+
 struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n) {
     static struct chat_value *empty[1];
     *n = 0;
@@ -254,10 +261,8 @@ struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n) {
         return items;
     }
     case CV_RANGE: {
-        int64_t a = v->u.range.start, b = v->u.range.stop, st = v->u.range.step;
-        uint64_t count = 0;
-        if (st > 0 && a < b) count = ((uint64_t)b - (uint64_t)a - 1) / (uint64_t)st + 1;
-        else if (st < 0 && a > b) count = ((uint64_t)a - (uint64_t)b - 1) / (uint64_t)(-(st + 1) + 1) + 1;
+        int64_t a = v->u.range.start, st = v->u.range.step;
+        uint64_t count = range_len(v);
         if (!charge(r, count)) return NULL;
         struct chat_value **items = arena_alloc(r->a, (count + 1) * sizeof *items);
         if (!items) return oom(r), NULL;
@@ -398,30 +403,43 @@ static bool slice_index(struct render *r, struct chat_value *v, int64_t *out, bo
     return true;
 }
 
-static struct chat_value *do_slice(struct render *r, struct chat_value *obj, struct node *sl, struct scope *sc);
-
 static struct chat_value *eval(struct render *r, struct node *n, struct scope *sc);
 
-static struct chat_value *do_slice(struct render *r, struct chat_value *obj, struct node *sl, struct scope *sc) {
+// obj[a:b:c] for the E_ITEM node item (item->b is the E_SLICE).
+static struct chat_value *do_slice(struct render *r, struct chat_value *obj, struct node *item, struct scope *sc) {
+    struct node *sl = item->b;
     struct chat_value *sv[3] = {NULL, NULL, NULL};
     struct node *parts[3] = {sl->a, sl->b, sl->c};
     for (int k = 0; k < 3; k++)
         if (parts[k] && !(sv[k] = eval(r, parts[k], sc))) return NULL;
     if (obj->type == CHAT_UNDEFINED) return undefined_error(r, obj);
+    // jinja2 slices with Python's own [] (no undefined fallback as for items),
+    // unless the optimizer folded a constant slice through getitem.
+    (void)item;
+    bool folded = r->folding;
+    if (obj->type == CHAT_OBJECT)
+        return folded ? make_undef_hint(r, "unhashable type: 'slice'") : rfail(r, "unhashable type: 'slice'");
+    if (obj->type != CHAT_STRING && obj->type != CV_RANGE && !(obj->type == CHAT_ARRAY && !obj->view)) {
+        if (folded) return make_undef_hint(r, "'%s' object is not subscriptable", py_type_name(obj));
+        return rfail(r, "'%s' object is not subscriptable", py_type_name(obj));
+    }
     int64_t start = 0, stop = 0, step = 1;
     bool has_start, has_stop, has_step;
+    for (int k = 0; k < 3 && folded; k++)
+        if (sv[k] && sv[k]->type != CHAT_NONE && sv[k]->type != CHAT_INT && sv[k]->type != CHAT_BOOL)
+            return make_undef_hint(r, "slice indices must be integers or None");
     if (!slice_index(r, sv[0], &start, &has_start) || !slice_index(r, sv[1], &stop, &has_stop) ||
         !slice_index(r, sv[2], &step, &has_step))
         return NULL;
-    if (step == 0) return rfail(r, "slice step cannot be zero");
-    size_t n;
+    if (step == 0) return folded ? make_undef_hint(r, "slice step cannot be zero") : rfail(r, "slice step cannot be zero");
+    size_t n = 0;
     size_t *off = NULL;
     struct chat_value **items = NULL;
     if (obj->type == CHAT_STRING) {
         if (!charge(r, obj->u.str.len / 16 + 1) || !(off = cp_offsets(r, obj->u.str, &n))) return NULL;
-    } else if ((obj->type == CHAT_ARRAY && !obj->view) || obj->type == CV_RANGE) {
-        if (!(items = iterate(r, obj, &n))) return NULL;
-    } else return make_undef_hint(r, "'%s' object is not subscriptable", py_type_name(obj));
+    } else if (obj->type == CV_RANGE) {
+        n = range_len(obj);
+    } else if (!(items = iterate(r, obj, &n))) return NULL;
     int64_t len = (int64_t)n;
     if (!has_start) start = step < 0 ? len - 1 : 0;
     else if (start < 0) start = start + len < 0 ? (step < 0 ? -1 : 0) : start + len;
@@ -429,6 +447,14 @@ static struct chat_value *do_slice(struct render *r, struct chat_value *obj, str
     if (!has_stop) stop = step < 0 ? -1 : len;
     else if (stop < 0) stop = stop + len < 0 ? (step < 0 ? -1 : 0) : stop + len;
     else if (stop >= len) stop = step < 0 ? len - 1 : len;
+    if (obj->type == CV_RANGE) { // a range sliced is a range
+        struct chat_value *rv = cv_new(r->a, CV_RANGE);
+        if (!rv) return oom(r);
+        rv->u.range.start = obj->u.range.start + start * obj->u.range.step;
+        rv->u.range.stop = obj->u.range.start + stop * obj->u.range.step;
+        rv->u.range.step = obj->u.range.step * step;
+        return rv;
+    }
     if (obj->type == CHAT_STRING) {
         if (step == 1) {
             if (stop <= start) return as_markup(r, cv_str(r->a, (struct cstr){"", NULL, 0}), obj->markup);
@@ -444,6 +470,7 @@ static struct chat_value *do_slice(struct render *r, struct chat_value *obj, str
     }
     struct chat_value *out = cv_array(r->a, 0);
     if (!out) return oom(r);
+    out->is_tuple = obj->is_tuple;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
         if (cv_push(r->a, out, items[i])) return oom(r);
     return out;
@@ -498,6 +525,8 @@ static struct chat_value *repeat(struct render *r, struct chat_value *seq, int64
 struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, struct chat_value *args);
 
 static struct chat_value *arith(struct render *r, int op, struct chat_value *a, struct chat_value *b) {
+    // str % Undefined: Undefined is subscriptable, so Python takes it as a mapping
+    if (op == '%' && a->type == CHAT_STRING && b->type == CHAT_UNDEFINED) return py_percent_format(r, a, b);
     if (a->type == CHAT_UNDEFINED) return undefined_error(r, a);
     if (b->type == CHAT_UNDEFINED) return undefined_error(r, b);
     if (is_num(a) && is_num(b)) {
@@ -626,7 +655,10 @@ static int contains(struct render *r, struct chat_value *container, struct chat_
         if (!charge(r, container->u.str.len / 16 + 1)) return -1;
         if (item->u.str.len == 0) return 1;
         return memmem(container->u.str.s, container->u.str.len, item->u.str.s, item->u.str.len) != NULL;
-    case CHAT_OBJECT: return cv_obj_find(container, item) != NULL;
+    case CHAT_OBJECT:
+        if ((item->type == CHAT_ARRAY && !item->is_tuple) || item->type == CHAT_OBJECT || item->type == CV_NAMESPACE)
+            return rfail(r, "unhashable type: '%s'", py_type_name(item)), -1;
+        return cv_obj_find(container, item) != NULL;
     case CHAT_ARRAY:
     case CV_RANGE:
     case CV_ITER: {
@@ -831,7 +863,7 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
         return get_attr(r, a, n->name, n->name_len);
     case E_ITEM:
         if (!(a = eval(r, n->a, sc))) return NULL;
-        if (n->b->kind == E_SLICE) return do_slice(r, a, n->b, sc);
+        if (n->b->kind == E_SLICE) return do_slice(r, a, n, sc);
         if (!(b = eval(r, n->b, sc))) return NULL;
         return get_item(r, a, b);
     case E_CALL: {
@@ -910,6 +942,10 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
         if (!(a = eval(r, n->a, sc))) return NULL;
         if (py_truthy(a)) return eval(r, n->b, sc);
         if (n->c) return eval(r, n->c, sc);
+        if (r->folding) { // jinja2 cannot fold a false inline if without else
+            r->impossible = true;
+            return NULL;
+        }
         return make_undef_hint(r, "the inline if-expression on line %d evaluated to false and no else section was defined.", n->line);
     case E_LIST:
     case E_TUPLE: {
@@ -935,6 +971,56 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
     }
 }
 
+// jinja2's has_safe_repr: None, bools, numbers, strings, ranges, and lists,
+// tuples and dicts of those (not Undefined, generators, dict views, ...).
+static bool foldable_value(const struct chat_value *v, int depth) {
+    if (depth > 64) return false;
+    switch (v->type) {
+    case CHAT_NONE: case CHAT_BOOL: case CHAT_INT: case CHAT_FLOAT: case CHAT_STRING: case CV_RANGE: return true;
+    case CHAT_ARRAY:
+        if (v->view) return false;
+        for (size_t i = 0; i < v->u.arr.n; i++)
+            if (!foldable_value(v->u.arr.v[i], depth + 1)) return false;
+        return true;
+    case CHAT_OBJECT:
+        for (size_t i = 0; i < v->u.obj.n; i++)
+            if (!foldable_value(v->u.obj.keys[i], depth + 1) || !foldable_value(v->u.obj.vals[i], depth + 1)) return false;
+        return true;
+    default: return false;
+    }
+}
+
+// Only literals and pure operations on them can be evaluated at compile time.
+static bool foldable_node(const struct node *n) {
+    return !(n->kind == E_NAME || n->kind == E_CALL || n->kind == E_NSREF ||
+             ((n->kind == E_FILTER || n->kind == E_TEST) && n->builtin < 0) ||
+             (n->kind == E_FILTER && (!n->a || builtin_filter_needs_context(n->builtin))));
+}
+
+// jinja2's optimizer evaluates ("folds") expressions at compile time where it
+// can, bottom-up, and keeps a folded value if it has a safe repr (no Undefined
+// inside) or is a whole {{ }} expression. Folding reaches a slice through
+// getitem (a bad slice is Undefined) where run time uses Python's [] (a bad
+// slice raises), so for expressions with a slice inside, the evaluator first
+// tries the compile-time evaluation: names and calls make it impossible
+// (r->impossible), as do errors; then it evaluates normally.
+static struct chat_value *eval_folded(struct render *r, struct node *n, struct scope *sc) {
+    if (!foldable_node(n)) return NULL;
+    llm_err saved = *r->err;
+    r->folding = true;
+    r->impossible = false;
+    struct chat_value *v = eval_inner(r, n, sc);
+    r->folding = false;
+    if (!v || r->impossible || r->failed) {
+        if (r->steps > r->lim->max_steps || r->a->failed) return NULL; // limits are final
+        *r->err = saved;
+        r->failed = false;
+        r->impossible = false;
+        return NULL;
+    }
+    return foldable_value(v, 0) || n == r->output_root ? v : NULL;
+}
+
 static struct chat_value *eval(struct render *r, struct node *n, struct scope *sc) {
     if (r->failed) return NULL;
     if (++r->depth > r->lim->max_depth) {
@@ -946,9 +1032,17 @@ static struct chat_value *eval(struct render *r, struct node *n, struct scope *s
         return NULL;
     }
     r->line = n->line;
-    struct chat_value *v = eval_inner(r, n, sc);
+    struct chat_value *v = NULL;
+    if (r->folding) {
+        if (!foldable_node(n)) {
+            r->impossible = true;
+            r->depth--;
+            return NULL;
+        }
+    } else if (n->has_slice) v = eval_folded(r, n, sc);
+    if (!v && !r->failed && !r->impossible) v = eval_inner(r, n, sc);
     r->depth--;
-    if (!v && !r->failed) oom(r);
+    if (!v && !r->failed && !r->impossible) oom(r);
     return v;
 }
 
@@ -1077,6 +1171,7 @@ static int exec_stmt(struct render *r, struct node *n, struct scope *sc) {
         if (r->out->failed) return sb_fail(r, r->out), -1;
         return 0;
     case S_PRINT:
+        r->output_root = n->a;
         if (!(v = eval(r, n->a, sc))) return -1;
         return write_value(r, v);
     case S_IF:

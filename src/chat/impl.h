@@ -243,6 +243,8 @@ struct node_list {
 struct node {
     uint8_t kind; // enum node_kind
     uint8_t op;   // operator / flags, see enum node_kind
+    uint8_t has_slice; // an expression with a slice inside: the one case where jinja2's
+                       // compile-time constant folding can give a different result (see eval_folded)
     int line;     // 1-based, for runtime messages
     size_t pos;   // byte offset in the source, for syntax messages
     struct node *a, *b, *c, *d;
@@ -284,6 +286,9 @@ struct render {
     bool failed;       // err is set; unwind
     int flow;          // FLOW_* after break / continue
     int line;          // line of the node being evaluated (for messages)
+    bool folding;      // evaluating as jinja2's optimizer does at compile time (see eval_folded)
+    bool impossible;   // folding reached something only run time can evaluate (a name, a call)
+    const struct node *output_root; // the expression of the {{ }} being printed
 };
 enum { FLOW_NORMAL, FLOW_BREAK, FLOW_CONTINUE };
 
@@ -327,6 +332,7 @@ struct chat_loop {
 
 // Builtins (builtins.c). Names are looked up once at parse time.
 int builtin_filter_find(const char *name, size_t len);
+bool builtin_filter_needs_context(int id); // map, select, ...: never folded at compile time
 int builtin_test_find(const char *name, size_t len);
 int builtin_global_find(const char *name, size_t len);
 struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_value *v,
@@ -343,6 +349,7 @@ struct chat_value *get_attr(struct render *r, struct chat_value *obj, const char
 struct chat_value *get_item(struct render *r, struct chat_value *obj, struct chat_value *key);
 struct chat_value *call_value(struct render *r, struct chat_value *fn, const struct args *args);
 struct chat_value *to_str(struct render *r, const struct chat_value *v); // str(v) as a string value
+size_t range_len(const struct chat_value *range);
 // Collects the items v iterates over (consuming an iterator). NULL on error.
 struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n);
 struct chat_value *make_undef_hint(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
