@@ -361,6 +361,12 @@ SNIPPETS = [
     "{{ lst|indent }}",
     "{{ ('<a>'|safe)|last + '<' }}|{{ ('<a>'|safe)|first + '<' }}",
     "{{ range(4).count(2) }}|{{ range(4).index(3) }}",
+    # the `if` of a for loop runs lazily, after the bodies before each item
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{% if i == 2 %}{% set ns.go = false %}{% endif %}{% endfor %}",
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{{ loop.last }}{% if i == 2 %}{% set ns.go = false %}{% endif %}{% endfor %}",
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}/{{ loop.length }}{% set ns.go = false %}{% endfor %}",
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{{ loop.nextitem }}{{ loop }}{% set ns.go = false %}{% endfor %}",
+    "{% for i in range(5) if i is odd %}{{ loop.revindex }}{% else %}none{% endfor %}{% for i in [] if i %}x{% else %}e{% endfor %}",
     "{{ 2 ** 0.5 }} {{ 4 ** 0.5 }} {{ 10 ** 18 }} {{ 9223372036854775807 }} {{ -9223372036854775807 - 1 }}",
 ]
 

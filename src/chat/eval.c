@@ -205,6 +205,7 @@ static struct chat_value *lookup(struct render *r, struct scope *s, const char *
 
 struct chat_value *to_str(struct render *r, const struct chat_value *v) {
     if (v->type == CHAT_STRING) return (struct chat_value *)v;
+    if (v->type == CV_LOOP && loop_fill(r, v->u.loop, SIZE_MAX)) return NULL; // its text shows the length
     struct sb b;
     sb_init(&b, r->a, r->lim->max_output);
     if (py_str(&b, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &b);
@@ -288,17 +289,23 @@ static struct chat_value *loop_attr(struct render *r, struct chat_value *lv, con
 #define IS(s) (len == sizeof(s) - 1 && memcmp(name, s, len) == 0)
     if (IS("index")) return cv_int(r->a, (int64_t)L->index0 + 1);
     if (IS("index0")) return cv_int(r->a, (int64_t)L->index0);
-    if (IS("revindex")) return cv_int(r->a, (int64_t)(L->length - L->index0));
-    if (IS("revindex0")) return cv_int(r->a, (int64_t)(L->length - L->index0 - 1));
     if (IS("first")) return CV_BOOL(L->index0 == 0);
-    if (IS("last")) return CV_BOOL(L->index0 + 1 == L->length);
-    if (IS("length")) return cv_int(r->a, (int64_t)L->length);
+    // These look ahead: the filter runs on the items they need.
+    if (IS("revindex") || IS("revindex0") || IS("length")) {
+        if (loop_fill(r, L, SIZE_MAX)) return NULL;
+        int64_t rest = (int64_t)(L->n_known - L->index0);
+        return cv_int(r->a, IS("length") ? (int64_t)L->n_known : IS("revindex") ? rest : rest - 1);
+    }
+    if (IS("last") || IS("nextitem")) {
+        if (loop_fill(r, L, L->index0 + 2)) return NULL;
+        bool last = L->n_known <= L->index0 + 1;
+        if (IS("last")) return CV_BOOL(last);
+        return last ? make_undef_hint(r, "there is no next item") : L->items[L->index0 + 1];
+    }
     if (IS("depth")) return cv_int(r->a, L->depth0 + 1);
     if (IS("depth0")) return cv_int(r->a, L->depth0);
     if (IS("previtem"))
         return L->index0 > 0 ? L->items[L->index0 - 1] : make_undef_hint(r, "there is no previous item");
-    if (IS("nextitem"))
-        return L->index0 + 1 < L->length ? L->items[L->index0 + 1] : make_undef_hint(r, "there is no next item");
     if (IS("cycle") || IS("changed")) {
         struct chat_fn *fn = arena_zalloc(r->a, sizeof *fn);
         struct chat_value *v = cv_new(r->a, CV_CALLABLE);
@@ -1079,6 +1086,7 @@ struct chat_value *format_fail(struct render *r, const struct sb *b) {
 }
 
 static int write_value(struct render *r, struct chat_value *v) {
+    if (v->type == CV_LOOP && loop_fill(r, v->u.loop, SIZE_MAX)) return -1; // its text shows the length
     if (py_str(r->out, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, r->out), -1;
     if (r->out->failed) return sb_fail(r, r->out), -1;
     return 0;
@@ -1103,6 +1111,19 @@ static struct chat_value *apply_filter_chain(struct render *r, struct node *chai
     return input;
 }
 
+int loop_fill(struct render *r, struct chat_loop *L, size_t want) {
+    while (L->n_known < want && L->src_pos < L->src_n) {
+        struct chat_value *item = L->src[L->src_pos++];
+        if (!charge(r, 1)) return -1;
+        L->filter_scope->n = 0;
+        if (assign(r, L->target, item, L->filter_scope)) return -1;
+        struct chat_value *c = eval(r, L->filter, L->filter_scope);
+        if (!c) return -1;
+        if (py_truthy(c)) L->items[L->n_known++] = item;
+    }
+    return 0;
+}
+
 static int exec_for(struct render *r, struct node *n, struct scope *sc) {
     struct chat_value *seq = eval(r, n->b, sc);
     if (!seq) return -1;
@@ -1110,42 +1131,39 @@ static int exec_for(struct render *r, struct node *n, struct scope *sc) {
     struct chat_value **items = iterate(r, seq, &count);
     if (!items) return -1;
     struct scope *it = scope_new(r, sc);
-    if (!it) return -1;
-    if (n->c) { // {% for x in seq if cond %}: the loop sees only the kept items
-        struct chat_value **kept = arena_alloc(r->a, (count + 1) * sizeof *kept);
-        if (!kept) return oom(r), -1;
-        size_t k = 0;
-        for (size_t i = 0; i < count; i++) {
-            it->n = 0;
-            if (!charge(r, 1) || assign(r, n->a, items[i], it)) return -1;
-            struct chat_value *c = eval(r, n->c, it);
-            if (!c) return -1;
-            if (py_truthy(c)) kept[k++] = items[i];
-        }
-        items = kept;
-        count = k;
-    }
-    if (count == 0) {
-        struct scope *es = scope_new(r, sc);
-        return es ? exec_list(r, &n->list2, es) : -1;
-    }
     struct chat_loop *L = arena_zalloc(r->a, sizeof *L);
     struct chat_value *lv = cv_new(r->a, CV_LOOP);
-    if (!L || !lv) return oom(r), -1;
-    L->items = items;
-    L->length = count;
+    if (!it || !L || !lv) return oom(r), -1;
     lv->u.loop = L;
-    for (size_t i = 0; i < count; i++) {
-        if (!charge(r, 1)) return -1;
+    L->src = items;
+    L->src_n = count;
+    L->target = n->a;
+    if (n->c) { // {% for x in seq if cond %}: the loop sees only the items that pass, found lazily
+        L->filter = n->c;
+        L->items = arena_alloc(r->a, (count + 1) * sizeof *L->items);
+        if (!L->items || !(L->filter_scope = scope_new(r, sc))) return oom(r), -1;
+    } else {
+        L->items = items;
+        L->n_known = L->src_pos = count;
+    }
+    size_t i = 0;
+    for (;; i++) {
+        if (!charge(r, 1) || loop_fill(r, L, i + 1)) return -1;
+        if (L->n_known <= i) break;
         L->index0 = i;
         it->n = 0; // each iteration starts from the enclosing scope
-        if (assign(r, n->a, items[i], it) || scope_set(r, it, "loop", 4, lv)) return -1;
+        if (assign(r, n->a, L->items[i], it) || scope_set(r, it, "loop", 4, lv)) return -1;
         if (exec_list(r, &n->list, it)) return -1;
         if (r->flow == FLOW_BREAK) {
             r->flow = FLOW_NORMAL;
+            i++;
             break;
         }
         r->flow = FLOW_NORMAL;
+    }
+    if (i == 0) { // nothing to iterate: the else block
+        struct scope *es = scope_new(r, sc);
+        return es ? exec_list(r, &n->list2, es) : -1;
     }
     return 0;
 }

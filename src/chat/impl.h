@@ -323,12 +323,21 @@ struct chat_fn {
 };
 enum { FN_MACRO, FN_CALLER, FN_GLOBAL, FN_METHOD, FN_UNSAFE };
 
+// A for loop's state. As in jinja2 the `if` filter of `for x in seq if cond`
+// runs lazily: an item's condition is evaluated when the loop reaches it (or
+// when loop.last / length / nextitem look ahead), after the bodies before it.
 struct chat_loop {
-    struct chat_value **items; // [length]
-    size_t index0, length;
+    struct chat_value **items; // [n_known] the loop's items found so far
+    size_t n_known;
+    size_t index0;
+    struct chat_value **src;   // [src_n] the iterable's items
+    size_t src_n, src_pos;     // src_pos: how many of them the filter has seen
+    struct node *target, *filter; // filter NULL: all items (then items == src)
+    struct scope *filter_scope;
     int depth0;
     struct chat_value *changed_last; // loop.changed(): the values of the last call
 };
+int loop_fill(struct render *r, struct chat_loop *L, size_t want); // finds items up to index want-1; -1 on error
 
 // Builtins (builtins.c). Names are looked up once at parse time.
 int builtin_filter_find(const char *name, size_t len);

@@ -769,7 +769,10 @@ int py_str(struct sb *b, const struct chat_value *v, int depth_left, llm_err *er
         if (v->u.fn->kind == FN_MACRO || v->u.fn->kind == FN_CALLER) sb_printf(b, "<Macro '%s'>", v->u.fn->name);
         else sb_printf(b, "<built-in function %s>", v->u.fn->name);
         break;
-    case CV_LOOP: sb_printf(b, "<LoopContext %zu/%zu>", v->u.loop->index0 + 1, v->u.loop->length); break;
+    case CV_LOOP: // the length: as far as known (the evaluator runs a lazy filter to the end first)
+        sb_printf(b, "<LoopContext %zu/%zu>", v->u.loop->index0 + 1,
+                  v->u.loop->n_known + (v->u.loop->filter ? 0 : v->u.loop->src_n - v->u.loop->src_pos));
+        break;
     case CV_RANGE:
         if (v->u.range.step == 1) sb_printf(b, "range(%lld, %lld)", (long long)v->u.range.start, (long long)v->u.range.stop);
         else
