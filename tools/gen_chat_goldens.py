@@ -361,6 +361,13 @@ SNIPPETS = [
     "{{ lst|indent }}",
     "{{ ('<a>'|safe)|last + '<' }}|{{ ('<a>'|safe)|first + '<' }}",
     "{{ range(4).count(2) }}|{{ range(4).index(3) }}",
+    # full Unicode case mappings: special casing, digraphs, final sigma, casefold
+    "{{ 'Ωμέγα ΣΊΣΥΦΟΣ'|lower }}|{{ 'ΣΊΣΥΦΟΣ.'|capitalize }}|{{ 'ΟΔΟΣ Σ'.lower() }}|{{ 'ΣΑΣ'.title() }}|{{ 'ΑΣ\\u0301Σ'.lower() }}",
+    "{{ 'ﬁ ﬂ ß ŉ'|upper }}|{{ 'ﬁx'.title() }}|{{ 'ßa'.capitalize() }}|{{ 'ǅ ǆ Ǆ'|title }}|{{ 'ǆa'.title() }}|{{ 'ǅ'.swapcase() }}",
+    "{{ 'Straße ﬁ ς µ ſ İ'.casefold() }}|{{ 'İx'|lower }}|{{ 'ǅ'.isupper() }}{{ 'ǅ'.islower() }}{{ 'ﬁ'.isalpha() }}{{ 'ǅǆ'.isalpha() }}",
+    "{{ 'Привет Мир'|upper }}|{{ 'ÀÉÎÕÜ àéîõü'|swapcase }}|{{ 'ĳ Ĳ ŀ Ŀ'|upper }}|{{ 'Ǻ'|lower }}",
+    "{{ 'a\\nb'.splitlines('x') }}",
+    "{{ [2, 1]|sort(reverse='x') }}",
     # the `if` of a for loop runs lazily, after the bodies before each item
     "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{% if i == 2 %}{% set ns.go = false %}{% endif %}{% endfor %}",
     "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{{ loop.last }}{% if i == 2 %}{% set ns.go = false %}{% endif %}{% endfor %}",

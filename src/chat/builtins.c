@@ -44,6 +44,14 @@ static bool get_int(struct render *r, const struct chat_value *v, const char *wh
     return true;
 }
 
+// A Python argument that must be an integer but is used as a flag (sorted's reverse, splitlines' keepends).
+static bool get_flag(struct render *r, const struct chat_value *v, bool dflt, bool *out) {
+    int64_t x = dflt;
+    if (v && !get_int(r, v, "the flag", &x)) return false;
+    *out = x != 0;
+    return true;
+}
+
 static bool need_str(struct render *r, const struct chat_value *v, const char *what) {
     if (v->type == CHAT_STRING) return true;
     if (v->type == CHAT_UNDEFINED) return undefined_error(r, v), false;
@@ -86,32 +94,59 @@ static struct chat_value *tuple2(struct render *r, struct chat_value *a, struct 
 
 // ---------------------------------------------------------------- text helpers
 
-// Writes the upper (or lower) case of the code point at s[i..j) with its provenance.
-static void put_case(struct sb *b, struct cstr s, size_t i, size_t j, uint32_t cp, int mode) {
-    bool user = cstr_user_at(s, i);
-    if (mode > 0 && cp == 0xDF) { // ß -> SS
-        sb_put(b, mode == 2 ? "Ss" : "SS", 2, user);
-        return;
+static bool cp_cased(uint32_t cp) { return cp_isupper(cp) || cp_islower(cp) || cp_istitle(cp); }
+
+// Greek capital sigma lower-cases to final ς after a cased letter and not before
+// one (case-ignorable characters in between are skipped), as Python does.
+static bool final_sigma(struct cstr s, size_t i, size_t j) {
+    bool before = false;
+    for (size_t k = i; k > 0;) {
+        size_t p = k - 1;
+        while (p > 0 && ((uint8_t)s.s[p] & 0xC0) == 0x80) p--;
+        size_t q = p;
+        uint32_t cp = utf8_next(s.s, s.len, &q);
+        k = p;
+        if (cp_case_ignorable(cp)) continue;
+        before = cp_cased(cp);
+        break;
     }
-    uint32_t to = mode > 0 ? cp_upper(cp) : cp_lower(cp);
-    if (to == cp) {
+    if (!before) return false;
+    for (size_t k = j; k < s.len;) {
+        uint32_t cp = utf8_next(s.s, s.len, &k);
+        if (cp_case_ignorable(cp)) continue;
+        return !cp_cased(cp);
+    }
+    return true;
+}
+
+// Writes the case mapping (mode 'U', 'L', 'T', 'F') of the code point cp at
+// s[i..j), keeping its provenance.
+static void put_case(struct sb *b, struct cstr s, size_t i, size_t j, uint32_t cp, char mode) {
+    bool user = cstr_user_at(s, i);
+    uint32_t out[3];
+    int n;
+    if (cp == 0x3A3 && mode == 'L' && final_sigma(s, i, j)) out[0] = 0x3C2, n = 1;
+    else n = cp_case_full(cp, mode, out);
+    if (n == 1 && out[0] == cp) {
         sb_put_range(b, s, i, j - i);
         return;
     }
-    char u[4];
-    sb_put(b, u, utf8_encode(to, u), user);
+    for (int k = 0; k < n; k++) {
+        char u[4];
+        sb_put(b, u, utf8_encode(out[k], u), user);
+    }
 }
 
-// mode: 1 upper, -1 lower, 3 swapcase
-static struct chat_value *str_case(struct render *r, struct cstr s, int mode) {
+// mode: 'U' upper, 'L' lower, 'F' casefold, 'S' swapcase
+static struct chat_value *str_case(struct render *r, struct cstr s, char mode) {
     if (!charge(r, s.len / 16 + 1)) return NULL;
     struct sb b;
     sb_init(&b, r->a, SIZE_MAX);
     for (size_t i = 0; i < s.len;) {
         size_t j = i;
         uint32_t cp = utf8_next(s.s, s.len, &j);
-        int m = mode;
-        if (mode == 3) m = cp_isupper(cp) ? -1 : cp_islower(cp) ? 1 : 0;
+        char m = mode;
+        if (mode == 'S') m = cp_isupper(cp) ? 'L' : cp_islower(cp) ? 'U' : 0;
         if (m == 0) sb_put_range(&b, s, i, j - i);
         else put_case(&b, s, i, j, cp, m);
         i = j;
@@ -126,13 +161,13 @@ static struct chat_value *str_capitalize(struct render *r, struct cstr s) {
     for (size_t i = 0; i < s.len;) {
         size_t j = i;
         uint32_t cp = utf8_next(s.s, s.len, &j);
-        put_case(&b, s, i, j, cp, i == 0 ? 2 : -1);
+        put_case(&b, s, i, j, cp, i == 0 ? 'T' : 'L');
         i = j;
     }
     return str_value(r, &b);
 }
 
-// Python str.title(): a cased character after a cased one is lower-cased, other ones title-cased.
+// Python str.title(): a character after a cased one is lower-cased, other ones title-cased.
 static struct chat_value *str_title(struct render *r, struct cstr s) {
     struct sb b;
     sb_init(&b, r->a, SIZE_MAX);
@@ -140,8 +175,8 @@ static struct chat_value *str_title(struct render *r, struct cstr s) {
     for (size_t i = 0; i < s.len;) {
         size_t j = i;
         uint32_t cp = utf8_next(s.s, s.len, &j);
-        put_case(&b, s, i, j, cp, prev_cased ? -1 : 2);
-        prev_cased = cp_isupper(cp) || cp_islower(cp);
+        put_case(&b, s, i, j, cp, prev_cased ? 'L' : 'T');
+        prev_cased = cp_cased(cp);
         i = j;
     }
     return str_value(r, &b);
@@ -161,7 +196,7 @@ static struct chat_value *jinja_title(struct render *r, struct cstr s) {
             sb_put_range(&b, s, i, j - i);
             word_start = true;
         } else {
-            put_case(&b, s, i, j, cp, word_start ? 1 : -1);
+            put_case(&b, s, i, j, cp, word_start ? 'U' : 'L');
             word_start = false;
         }
         i = j;
@@ -732,7 +767,7 @@ static struct chat_value *attr_path(struct render *r, struct chat_value *item, s
 
 static struct chat_value *lower_if_str(struct render *r, struct chat_value *v, bool case_sensitive) {
     if (case_sensitive || v->type != CHAT_STRING) return v;
-    return str_case(r, v->u.str, -1);
+    return str_case(r, v->u.str, 'L');
 }
 
 // Stable merge sort of items by keys; false on error (incomparable keys).
@@ -1194,7 +1229,8 @@ static struct chat_value *do_map(struct render *r, struct chat_value *v, const s
 }
 
 static struct chat_value *do_sort(struct render *r, struct chat_value *v, struct chat_value **arg) {
-    bool reverse = truthy_or(arg[0], false), cs = truthy_or(arg[1], false);
+    bool reverse, cs = truthy_or(arg[1], false);
+    if (!get_flag(r, arg[0], false, &reverse)) return NULL;
     struct chat_value *attribute = arg[2];
     size_t n;
     struct chat_value **items = items_copy(r, v, &n);
@@ -1232,7 +1268,8 @@ static struct chat_value *do_sort(struct render *r, struct chat_value *v, struct
 }
 
 static struct chat_value *do_dictsort(struct render *r, struct chat_value *v, struct chat_value **arg) {
-    bool cs = truthy_or(arg[0], false), reverse = truthy_or(arg[2], false);
+    bool cs = truthy_or(arg[0], false), reverse;
+    if (!get_flag(r, arg[2], false, &reverse)) return NULL;
     int pos = 0;
     if (arg[1]) {
         if (!need_str(r, arg[1], "by")) return NULL;
@@ -1549,7 +1586,7 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
         BIND(fname);
         (void)arg;
         struct chat_value *s = soft_str(r, v);
-        return s ? as_markup(r, str_case(r, s->u.str, id == F_UPPER ? 1 : -1), s->markup) : NULL;
+        return s ? as_markup(r, str_case(r, s->u.str, id == F_UPPER ? 'U' : 'L'), s->markup) : NULL;
     }
     case F_MAP: return do_map(r, v, args, sc);
     case F_MAX:
@@ -1671,6 +1708,7 @@ static int all_cased(struct chat_value *s, bool want_upper) {
     bool any = false;
     for (size_t i = 0; i < s->u.str.len;) {
         uint32_t cp = utf8_next(s->u.str.s, s->u.str.len, &i);
+        if (cp_istitle(cp)) return 0;
         if (want_upper ? cp_islower(cp) : cp_isupper(cp)) return 0;
         if (want_upper ? cp_isupper(cp) : cp_islower(cp)) any = true;
     }
@@ -1980,7 +2018,9 @@ static struct chat_value *str_method(struct render *r, struct chat_fn *fn, struc
     }
     case M_SPLITLINES: {
         BIND("splitlines", "keepends");
-        return str_splitlines(r, s, truthy_or(arg[0], false));
+        bool keepends;
+        if (!get_flag(r, arg[0], false, &keepends)) return NULL;
+        return str_splitlines(r, s, keepends);
     }
     case M_STARTSWITH:
     case M_ENDSWITH: {
@@ -2010,7 +2050,7 @@ static struct chat_value *str_method(struct render *r, struct chat_fn *fn, struc
     case M_CASEFOLD: {
         BIND(fn->name);
         (void)arg;
-        return str_case(r, s, fn->builtin == M_UPPER ? 1 : fn->builtin == M_SWAPCASE ? 3 : -1);
+        return str_case(r, s, fn->builtin == M_UPPER ? 'U' : fn->builtin == M_SWAPCASE ? 'S' : fn->builtin == M_CASEFOLD ? 'F' : 'L');
     }
     case M_TITLE: {
         BIND("title");

@@ -129,6 +129,12 @@ size_t utf8_count(const char *s, size_t len);
 bool cp_isspace(uint32_t cp); // Python str.isspace
 uint32_t cp_lower(uint32_t cp);
 uint32_t cp_upper(uint32_t cp);
+// Python's full case mapping of one code point (str.upper / lower / title /
+// casefold of it alone: "ß".upper() is "SS"): mode 'U', 'L', 'T' or 'F'. Writes
+// up to 3 code points to out, returns how many. Final sigma is the caller's job.
+int cp_case_full(uint32_t cp, char mode, uint32_t out[3]);
+bool cp_istitle(uint32_t cp);        // titlecase letters (the digraphs ǅ, ǈ, ǋ, ǲ)
+bool cp_case_ignorable(uint32_t cp); // skipped when deciding a final sigma
 bool cp_isalpha(uint32_t cp);
 bool cp_isdigit(uint32_t cp);
 bool cp_islower(uint32_t cp);
