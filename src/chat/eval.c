@@ -36,7 +36,7 @@ struct chat_value *oom(struct render *r) {
 }
 
 // Turns a failed string builder into the right message.
-static struct chat_value *sb_fail(struct render *r, const struct sb *b) {
+CHAT_COLD static struct chat_value *sb_fail(struct render *r, const struct sb *b) {
     if (r->a->failed)
         return rfail(r, "the template needs more than %zu MB of memory", r->lim->max_memory >> 20);
     return rfail(r, "the output would be longer than %zu bytes", b->limit);
@@ -1011,7 +1011,7 @@ static bool foldable_node(const struct node *n) {
 // slice raises), so for expressions with a slice inside, the evaluator first
 // tries the compile-time evaluation: names and calls make it impossible
 // (r->impossible), as do errors; then it evaluates normally.
-static struct chat_value *eval_folded(struct render *r, struct node *n, struct scope *sc) {
+__attribute__((noinline)) static struct chat_value *eval_folded(struct render *r, struct node *n, struct scope *sc) {
     if (!foldable_node(n)) return NULL;
     llm_err saved = *r->err;
     r->folding = true;

@@ -298,16 +298,21 @@ struct render {
 };
 enum { FLOW_NORMAL, FLOW_BREAK, FLOW_CONTINUE };
 
+// Error paths are kept out of line: their message buffers must not sit in the
+// frames of the recursive evaluator (C stack per nesting level).
+#define CHAT_COLD __attribute__((cold, noinline))
+
 // Sets a render error ("line N: message") and returns NULL for convenience.
-struct chat_value *rfail(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-struct chat_value *oom(struct render *r); // allocation failed: names the memory limit if that was it
+CHAT_COLD struct chat_value *rfail(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+CHAT_COLD struct chat_value *oom(struct render *r); // allocation failed: names the memory limit if that was it
 // A failed py_str / py_repr / json_dump into b: reports b's failure or the message left in r->err.
-struct chat_value *format_fail(struct render *r, const struct sb *b);
+CHAT_COLD struct chat_value *format_fail(struct render *r, const struct sb *b);
 bool charge(struct render *r, uint64_t units); // counts work; false (error set) over the limit
 // py_eq / py_cmp paid for from the step budget; -1 (error set) on failure.
 int r_eq(struct render *r, const struct chat_value *a, const struct chat_value *b);
-int r_cmp(struct render *r, const struct chat_value *a, const struct chat_value *b, const char *op, int *res);
-struct chat_value *undefined_error(struct render *r, const struct chat_value *u);
+__attribute__((noinline)) int r_cmp(struct render *r, const struct chat_value *a, const struct chat_value *b,
+                                    const char *op, int *res);
+CHAT_COLD struct chat_value *undefined_error(struct render *r, const struct chat_value *u);
 
 // Arguments of a call, evaluated.
 struct args {
@@ -367,7 +372,8 @@ struct chat_value *to_str(struct render *r, const struct chat_value *v); // str(
 size_t range_len(const struct chat_value *range);
 // Collects the items v iterates over (consuming an iterator). NULL on error.
 struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n);
-struct chat_value *make_undef_hint(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+__attribute__((noinline)) struct chat_value *make_undef_hint(struct render *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 struct chat_value *make_iter(struct render *r, struct chat_value **items, size_t n);
 // markupsafe: escape(v) (a Markup stays as it is) and Markup(v) of a string result.
 struct chat_value *markup_escape(struct render *r, struct chat_value *v);
