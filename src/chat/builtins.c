@@ -1377,11 +1377,9 @@ static struct chat_value *do_reverse(struct render *r, struct chat_value *v) {
     if (v->type == CHAT_STRING) {
         struct sb b;
         sb_init(&b, r->a, SIZE_MAX);
-        struct cstr s = v->u.str;
         size_t n;
         struct chat_value **chars = iterate(r, v, &n);
         if (!chars) return NULL;
-        (void)s;
         for (size_t i = n; i-- > 0;) sb_put_str(&b, chars[i]->u.str);
         return as_markup(r, str_value(r, &b), v->markup);
     }

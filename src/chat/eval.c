@@ -422,7 +422,6 @@ static struct chat_value *do_slice(struct render *r, struct chat_value *obj, str
     if (obj->type == CHAT_UNDEFINED) return undefined_error(r, obj);
     // jinja2 slices with Python's own [] (no undefined fallback as for items),
     // unless the optimizer folded a constant slice through getitem.
-    (void)item;
     bool folded = r->folding;
     if (obj->type == CHAT_OBJECT)
         return folded ? make_undef_hint(r, "unhashable type: 'slice'") : rfail(r, "unhashable type: 'slice'");
