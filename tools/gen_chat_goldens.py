@@ -16,6 +16,7 @@ Here strftime_now uses a fixed time (2025-03-07 14:05:09) so the goldens are sta
 
 Usage: python3 tools/gen_chat_goldens.py [--check]   (--check: compare instead of write)
 """
+import copy
 import datetime
 import json
 import pathlib
@@ -194,6 +195,9 @@ SNIPPETS = [
     "{{ u[1] }} {{ u[-1] }} {{ u[2:5] }} {{ u|length }} {{ s.0 }} {{ lst.1 }} {{ lst[5] }}|",
     "{{ d.b }} {{ d['a'] }} {{ d.items is defined }} {{ d['items'] }} {{ d.nested.k[1].z }} {{ d.get('b') }} {{ d.get('q', 'dflt') }} {{ d.get('q') }}",
     "{{ d.keys()|list }} {{ d.values()|list|length }} {{ d.items()|list|first }}",
+    "{{ d.items() }}|{{ d.keys() }}|{{ d.values()|string }}|{{ d.keys()[0] }}|{{ d.keys() is sequence }}|{{ d.items()|length }}|{{ d.keys()|first }}|{{ d.keys()|last }}|{{ 'a' in d.keys() }}",
+    "{{ d.items()|tojson }}",
+    "{{ d.keys() + ['x'] }}",
     "{{ none.x }}|{{ n.x }}|{{ d.missing }}|{{ s.missing }}",
     # undefined
     "{{ foo }}|{{ foo|default('dflt') }}|{{ foo is defined }}|{{ foo is undefined }}|{{ foo|length }}|{% for x in foo %}x{% endfor %}",
@@ -338,12 +342,45 @@ SNIPPETS = [
     "{{ x ! y }}",
     "{{ 'x'|indent(2)|length }}",
     "{{ 'a'.split('') }}",
+    # found by differential fuzzing against jinja2
+    "{{ n[1:] }}",
+    "{{ none[1:] }}|{{ {}[1:] }}|{{ 3[::2] }}|{{ (not s)[1:] }}",
+    "{{ [none[1:]] }}",
+    "{{ (1 if false else {}[1:3]) }}|{{ ({}[1:3])|list }}",
+    "{{ ({}[1:3])|map(attribute='name')|list }}",
+    "{{ lst[1.5:] }}",
+    "{{ range(10)[::2] }}|{{ range(10)[1:3] }}|{{ range(10)[::-1] }}|{{ range(5)[10:] }}|{{ (1, 'x', 2)[:-1] }}|{{ (1, 'x')[1:] }}",
+    "{{ 'ab'|sort(attribute='age') }}|{{ [1, 'a']|sort(attribute='x') }}|{{ people|sort(attribute='city')|map(attribute='name')|list }}",
+    "{{ [1] in d }}",
+    "{{ s % foo }}|{{ '%s!' % foo }}|{{ s % [] }}|{{ s % {} }}|{{ '%s' % [1] }}",
+    "{{ s % [1] }}|{{ s % (1,) }}",
+    "{{ '%s' is odd }}|{{ '%d' is even }}|{{ 'x%sy' is divisibleby 3 }}",
+    "{{ foo is defined(1) }}",
+    "{{ foo is callable }}|{{ n is callable }}",
+    "{{ 3|indent }}",
+    "{{ lst|indent }}",
+    "{{ ('<a>'|safe)|last + '<' }}|{{ ('<a>'|safe)|first + '<' }}",
+    "{{ range(4).count(2) }}|{{ range(4).index(3) }}",
+    # full Unicode case mappings: special casing, digraphs, final sigma, casefold
+    "{{ 'Ωμέγα ΣΊΣΥΦΟΣ'|lower }}|{{ 'ΣΊΣΥΦΟΣ.'|capitalize }}|{{ 'ΟΔΟΣ Σ'.lower() }}|{{ 'ΣΑΣ'.title() }}|{{ 'ΑΣ\\u0301Σ'.lower() }}",
+    "{{ 'ﬁ ﬂ ß ŉ'|upper }}|{{ 'ﬁx'.title() }}|{{ 'ßa'.capitalize() }}|{{ 'ǅ ǆ Ǆ'|title }}|{{ 'ǆa'.title() }}|{{ 'ǅ'.swapcase() }}",
+    "{{ 'Straße ﬁ ς µ ſ İ'.casefold() }}|{{ 'İx'|lower }}|{{ 'ǅ'.isupper() }}{{ 'ǅ'.islower() }}{{ 'ﬁ'.isalpha() }}{{ 'ǅǆ'.isalpha() }}",
+    "{{ 'Привет Мир'|upper }}|{{ 'ÀÉÎÕÜ àéîõü'|swapcase }}|{{ 'ĳ Ĳ ŀ Ŀ'|upper }}|{{ 'Ǻ'|lower }}",
+    "{{ 'a\\nb'.splitlines('x') }}",
+    "{{ [2, 1]|sort(reverse='x') }}",
+    # the `if` of a for loop runs lazily, after the bodies before each item
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{% if i == 2 %}{% set ns.go = false %}{% endif %}{% endfor %}",
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{{ loop.last }}{% if i == 2 %}{% set ns.go = false %}{% endif %}{% endfor %}",
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}/{{ loop.length }}{% set ns.go = false %}{% endfor %}",
+    "{% set ns = namespace(go=true) %}{% for i in range(5) if ns.go %}{{ i }}{{ loop.nextitem }}{{ loop }}{% set ns.go = false %}{% endfor %}",
+    "{% for i in range(5) if i is odd %}{{ loop.revindex }}{% else %}none{% endfor %}{% for i in [] if i %}x{% else %}e{% endfor %}",
     "{{ 2 ** 0.5 }} {{ 4 ** 0.5 }} {{ 10 ** 18 }} {{ 9223372036854775807 }} {{ -9223372036854775807 - 1 }}",
 ]
 
 
 def render_case(env, src, context):
-    kwargs = dict(context)
+    # A fresh copy each time: a failed jinja2 render can change its input (|indent on a list appends to it).
+    kwargs = copy.deepcopy(context)
     kwargs.setdefault("tools", None)
     kwargs.setdefault("documents", None)
     kwargs["bos_token"], kwargs["eos_token"] = BOS, EOS

@@ -44,6 +44,14 @@ static bool get_int(struct render *r, const struct chat_value *v, const char *wh
     return true;
 }
 
+// A Python argument that must be an integer but is used as a flag (sorted's reverse, splitlines' keepends).
+static bool get_flag(struct render *r, const struct chat_value *v, bool dflt, bool *out) {
+    int64_t x = dflt;
+    if (v && !get_int(r, v, "the flag", &x)) return false;
+    *out = x != 0;
+    return true;
+}
+
 static bool need_str(struct render *r, const struct chat_value *v, const char *what) {
     if (v->type == CHAT_STRING) return true;
     if (v->type == CHAT_UNDEFINED) return undefined_error(r, v), false;
@@ -86,32 +94,59 @@ static struct chat_value *tuple2(struct render *r, struct chat_value *a, struct 
 
 // ---------------------------------------------------------------- text helpers
 
-// Writes the upper (or lower) case of the code point at s[i..j) with its provenance.
-static void put_case(struct sb *b, struct cstr s, size_t i, size_t j, uint32_t cp, int mode) {
-    bool user = cstr_user_at(s, i);
-    if (mode > 0 && cp == 0xDF) { // ß -> SS
-        sb_put(b, mode == 2 ? "Ss" : "SS", 2, user);
-        return;
+static bool cp_cased(uint32_t cp) { return cp_isupper(cp) || cp_islower(cp) || cp_istitle(cp); }
+
+// Greek capital sigma lower-cases to final ς after a cased letter and not before
+// one (case-ignorable characters in between are skipped), as Python does.
+static bool final_sigma(struct cstr s, size_t i, size_t j) {
+    bool before = false;
+    for (size_t k = i; k > 0;) {
+        size_t p = k - 1;
+        while (p > 0 && ((uint8_t)s.s[p] & 0xC0) == 0x80) p--;
+        size_t q = p;
+        uint32_t cp = utf8_next(s.s, s.len, &q);
+        k = p;
+        if (cp_case_ignorable(cp)) continue;
+        before = cp_cased(cp);
+        break;
     }
-    uint32_t to = mode > 0 ? cp_upper(cp) : cp_lower(cp);
-    if (to == cp) {
+    if (!before) return false;
+    for (size_t k = j; k < s.len;) {
+        uint32_t cp = utf8_next(s.s, s.len, &k);
+        if (cp_case_ignorable(cp)) continue;
+        return !cp_cased(cp);
+    }
+    return true;
+}
+
+// Writes the case mapping (mode 'U', 'L', 'T', 'F') of the code point cp at
+// s[i..j), keeping its provenance.
+static void put_case(struct sb *b, struct cstr s, size_t i, size_t j, uint32_t cp, char mode) {
+    bool user = cstr_user_at(s, i);
+    uint32_t out[3];
+    int n;
+    if (cp == 0x3A3 && mode == 'L' && final_sigma(s, i, j)) out[0] = 0x3C2, n = 1;
+    else n = cp_case_full(cp, mode, out);
+    if (n == 1 && out[0] == cp) {
         sb_put_range(b, s, i, j - i);
         return;
     }
-    char u[4];
-    sb_put(b, u, chat_utf8_encode(to, u), user);
+    for (int k = 0; k < n; k++) {
+        char u[4];
+        sb_put(b, u, chat_utf8_encode(out[k], u), user);
+    }
 }
 
-// mode: 1 upper, -1 lower, 3 swapcase
-static struct chat_value *str_case(struct render *r, struct cstr s, int mode) {
+// mode: 'U' upper, 'L' lower, 'F' casefold, 'S' swapcase
+static struct chat_value *str_case(struct render *r, struct cstr s, char mode) {
     if (!charge(r, s.len / 16 + 1)) return NULL;
     struct sb b;
     sb_init(&b, r->a, SIZE_MAX);
     for (size_t i = 0; i < s.len;) {
         size_t j = i;
         uint32_t cp = utf8_next(s.s, s.len, &j);
-        int m = mode;
-        if (mode == 3) m = cp_isupper(cp) ? -1 : cp_islower(cp) ? 1 : 0;
+        char m = mode;
+        if (mode == 'S') m = cp_isupper(cp) ? 'L' : cp_islower(cp) ? 'U' : 0;
         if (m == 0) sb_put_range(&b, s, i, j - i);
         else put_case(&b, s, i, j, cp, m);
         i = j;
@@ -126,13 +161,13 @@ static struct chat_value *str_capitalize(struct render *r, struct cstr s) {
     for (size_t i = 0; i < s.len;) {
         size_t j = i;
         uint32_t cp = utf8_next(s.s, s.len, &j);
-        put_case(&b, s, i, j, cp, i == 0 ? 2 : -1);
+        put_case(&b, s, i, j, cp, i == 0 ? 'T' : 'L');
         i = j;
     }
     return str_value(r, &b);
 }
 
-// Python str.title(): a cased character after a cased one is lower-cased, other ones title-cased.
+// Python str.title(): a character after a cased one is lower-cased, other ones title-cased.
 static struct chat_value *str_title(struct render *r, struct cstr s) {
     struct sb b;
     sb_init(&b, r->a, SIZE_MAX);
@@ -140,8 +175,8 @@ static struct chat_value *str_title(struct render *r, struct cstr s) {
     for (size_t i = 0; i < s.len;) {
         size_t j = i;
         uint32_t cp = utf8_next(s.s, s.len, &j);
-        put_case(&b, s, i, j, cp, prev_cased ? -1 : 2);
-        prev_cased = cp_isupper(cp) || cp_islower(cp);
+        put_case(&b, s, i, j, cp, prev_cased ? 'L' : 'T');
+        prev_cased = cp_cased(cp);
         i = j;
     }
     return str_value(r, &b);
@@ -161,7 +196,7 @@ static struct chat_value *jinja_title(struct render *r, struct cstr s) {
             sb_put_range(&b, s, i, j - i);
             word_start = true;
         } else {
-            put_case(&b, s, i, j, cp, word_start ? 1 : -1);
+            put_case(&b, s, i, j, cp, word_start ? 'U' : 'L');
             word_start = false;
         }
         i = j;
@@ -431,6 +466,10 @@ struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, s
         items = args->u.arr.v;
         n_items = args->u.arr.n;
     } else if (args->type == CHAT_OBJECT) mapping = args;
+    // Python treats anything subscriptable but a tuple or str (a list, a range) as a
+    // mapping here: left unused, it is no error.
+    bool mapping_like = mapping || (args->type == CHAT_ARRAY && !args->is_tuple && !args->view) ||
+                        args->type == CV_RANGE || args->type == CHAT_UNDEFINED;
     struct cstr f = fmt->u.str;
     struct sb b;
     sb_init(&b, r->a, r->lim->max_output);
@@ -549,7 +588,7 @@ struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, s
         default: return rfail(r, "unsupported format character '%c'", type);
         }
     }
-    if (!mapping && next_item < n_items) return rfail(r, "not all arguments converted during string formatting");
+    if (!mapping_like && next_item < n_items) return rfail(r, "not all arguments converted during string formatting");
     return as_markup(r, str_value(r, &b), fmt->markup);
 }
 
@@ -728,7 +767,7 @@ static struct chat_value *attr_path(struct render *r, struct chat_value *item, s
 
 static struct chat_value *lower_if_str(struct render *r, struct chat_value *v, bool case_sensitive) {
     if (case_sensitive || v->type != CHAT_STRING) return v;
-    return str_case(r, v->u.str, -1);
+    return str_case(r, v->u.str, 'L');
 }
 
 // Stable merge sort of items by keys; false on error (incomparable keys).
@@ -803,6 +842,11 @@ static int find_name(const char *const *names, int n, const char *name, size_t l
 
 int builtin_filter_find(const char *name, size_t len) { return find_name(filter_names, N_FILTERS, name, len); }
 
+bool builtin_filter_needs_context(int id) {
+    return id == F_MAP || id == F_SELECT || id == F_REJECT || id == F_SELECTATTR || id == F_REJECTATTR ||
+           id == F_RANDOM;
+}
+
 static struct chat_value *soft_str(struct render *r, struct chat_value *v) { return to_str(r, v); }
 
 // markupsafe's escape(): & < > " ' as entities; the result is a Markup.
@@ -845,11 +889,7 @@ static struct chat_value *do_length(struct render *r, struct chat_value *v) {
     case CHAT_STRING: return cv_int(r->a, (int64_t)utf8_count(v->u.str.s, v->u.str.len));
     case CHAT_ARRAY: return cv_int(r->a, (int64_t)v->u.arr.n);
     case CHAT_OBJECT: return cv_int(r->a, (int64_t)v->u.obj.n);
-    case CV_RANGE: {
-        size_t n;
-        if (!iterate(r, v, &n)) return NULL;
-        return cv_int(r->a, (int64_t)n);
-    }
+    case CV_RANGE: return cv_int(r->a, (int64_t)range_len(v));
     default: return rfail(r, "object of type '%s' has no len()", py_type_name(v));
     }
 }
@@ -864,6 +904,8 @@ static struct chat_value *do_first_last(struct render *r, struct chat_value *v, 
     struct chat_value **items = iterate(r, v, &n);
     if (!items) return NULL;
     if (n == 0) return make_undef_hint(r, last ? "No last item, sequence was empty." : "No first item, sequence was empty.");
+    // reversed() indexes a Markup (its items are Markup); iter() gives plain characters
+    if (last && v->type == CHAT_STRING) return as_markup(r, items[n - 1], v->markup);
     return items[last ? n - 1 : 0];
 }
 
@@ -1023,8 +1065,10 @@ static struct chat_value *do_round(struct render *r, struct chat_value *v, struc
 
 static struct chat_value *do_indent(struct render *r, struct chat_value *v, struct chat_value *width_v,
                                     struct chat_value *first_v, struct chat_value *blank_v) {
-    struct chat_value *s = soft_str(r, v);
-    if (!s) return NULL;
+    // jinja2 appends "\n" to the value itself (s += newline): only strings work
+    if (v->type == CHAT_UNDEFINED) return undefined_error(r, v);
+    if (v->type != CHAT_STRING) return rfail(r, "unsupported operand type(s) for +=: '%s' and 'str'", py_type_name(v));
+    struct chat_value *s = v;
     struct cstr ind = {"    ", NULL, 4};
     if (width_v) {
         if (width_v->type == CHAT_STRING) ind = width_v->u.str;
@@ -1185,7 +1229,8 @@ static struct chat_value *do_map(struct render *r, struct chat_value *v, const s
 }
 
 static struct chat_value *do_sort(struct render *r, struct chat_value *v, struct chat_value **arg) {
-    bool reverse = truthy_or(arg[0], false), cs = truthy_or(arg[1], false);
+    bool reverse, cs = truthy_or(arg[1], false);
+    if (!get_flag(r, arg[0], false, &reverse)) return NULL;
     struct chat_value *attribute = arg[2];
     size_t n;
     struct chat_value **items = items_copy(r, v, &n);
@@ -1204,28 +1249,27 @@ static struct chat_value *do_sort(struct render *r, struct chat_value *v, struct
                 start = i + 1;
             }
     }
+    if (!n_attrs) { // jinja2's make_multi_attrgetter: the key is always a list of values
+        attrs[0] = attribute;
+        n_attrs = 1;
+    }
     for (size_t i = 0; i < n; i++) {
-        if (n_attrs) {
-            struct chat_value *t = new_array(r, (size_t)n_attrs);
-            if (!t) return NULL;
-            for (int k = 0; k < n_attrs; k++) {
-                struct chat_value *x = attr_path(r, items[i], attrs[k], NULL);
-                if (!x || !(x = lower_if_str(r, x, cs))) return NULL;
-                t->u.arr.v[t->u.arr.n++] = x;
-            }
-            keys[i] = t;
-        } else {
-            struct chat_value *x = attr_path(r, items[i], attribute, NULL);
-            if (!x || !(keys[i] = lower_if_str(r, x, cs))) return NULL;
+        struct chat_value *t = new_array(r, (size_t)n_attrs);
+        if (!t) return NULL;
+        for (int k = 0; k < n_attrs; k++) {
+            struct chat_value *x = attr_path(r, items[i], attrs[k], NULL);
+            if (!x || !(x = lower_if_str(r, x, cs))) return NULL;
+            t->u.arr.v[t->u.arr.n++] = x;
         }
-        if (keys[i]->type == CHAT_UNDEFINED && n > 1) return undefined_error(r, keys[i]);
+        keys[i] = t;
     }
     if (!sort_by_keys(r, items, keys, n, reverse)) return NULL;
     return array_of(r, items, n);
 }
 
 static struct chat_value *do_dictsort(struct render *r, struct chat_value *v, struct chat_value **arg) {
-    bool cs = truthy_or(arg[0], false), reverse = truthy_or(arg[2], false);
+    bool cs = truthy_or(arg[0], false), reverse;
+    if (!get_flag(r, arg[2], false, &reverse)) return NULL;
     int pos = 0;
     if (arg[1]) {
         if (!need_str(r, arg[1], "by")) return NULL;
@@ -1333,11 +1377,9 @@ static struct chat_value *do_reverse(struct render *r, struct chat_value *v) {
     if (v->type == CHAT_STRING) {
         struct sb b;
         sb_init(&b, r->a, SIZE_MAX);
-        struct cstr s = v->u.str;
         size_t n;
         struct chat_value **chars = iterate(r, v, &n);
         if (!chars) return NULL;
-        (void)s;
         for (size_t i = n; i-- > 0;) sb_put_str(&b, chars[i]->u.str);
         return as_markup(r, str_value(r, &b), v->markup);
     }
@@ -1434,7 +1476,7 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
     case F_ATTR: {
         BIND("attr", "name");
         if (!arg[0] || !need_str(r, arg[0], "attribute name")) return arg[0] ? NULL : rfail(r, "attr() needs a name");
-        if (v->type == CHAT_UNDEFINED) return make_undef_hint(r, "'%s' is undefined", "value");
+        if (v->type == CHAT_UNDEFINED) return undefined_error(r, v);
         if (v->type == CV_NAMESPACE || v->type == CV_LOOP) return get_attr(r, v, arg[0]->u.str.s, arg[0]->u.str.len);
         struct chat_value *m = builtin_method_lookup(r, v, arg[0]->u.str.s, arg[0]->u.str.len);
         if (m || r->failed) return m;
@@ -1542,7 +1584,7 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
         BIND(fname);
         (void)arg;
         struct chat_value *s = soft_str(r, v);
-        return s ? as_markup(r, str_case(r, s->u.str, id == F_UPPER ? 1 : -1), s->markup) : NULL;
+        return s ? as_markup(r, str_case(r, s->u.str, id == F_UPPER ? 'U' : 'L'), s->markup) : NULL;
     }
     case F_MAP: return do_map(r, v, args, sc);
     case F_MAX:
@@ -1615,6 +1657,8 @@ struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_val
 
 // ---------------------------------------------------------------- tests
 
+struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, struct chat_value *args);
+
 enum test_id {
     T_ODD, T_EVEN, T_DIVISIBLEBY, T_DEFINED, T_UNDEFINED, T_FILTER, T_TEST, T_NONE, T_BOOLEAN, T_FALSE, T_TRUE,
     T_INTEGER, T_FLOAT, T_LOWER, T_UPPER, T_STRING, T_MAPPING, T_NUMBER, T_SEQUENCE, T_ITERABLE, T_CALLABLE,
@@ -1635,6 +1679,11 @@ static int test_mod(struct render *r, struct chat_value *v, struct chat_value *m
     struct chat_value tmp = {.type = CHAT_INT, .u.i = 2};
     if (!two) two = &tmp;
     if (v->type == CHAT_UNDEFINED) return undefined_error(r, v), -1;
+    if (v->type == CHAT_STRING) { // Python: "..." % 2 formats; a string never equals an int
+        struct chat_value *arg = m ? m : cv_int(r->a, 2);
+        if (!arg) return oom(r), -1;
+        return py_percent_format(r, v, arg) ? 0 : -1;
+    }
     bool num = v->type == CHAT_INT || v->type == CHAT_BOOL || v->type == CHAT_FLOAT;
     bool mnum = two->type == CHAT_INT || two->type == CHAT_BOOL || two->type == CHAT_FLOAT;
     if (!num || !mnum) return rfail(r, "unsupported operand type(s) for %%: '%s' and '%s'", py_type_name(v), py_type_name(two)), -1;
@@ -1657,6 +1706,7 @@ static int all_cased(struct chat_value *s, bool want_upper) {
     bool any = false;
     for (size_t i = 0; i < s->u.str.len;) {
         uint32_t cp = utf8_next(s->u.str.s, s->u.str.len, &i);
+        if (cp_istitle(cp)) return 0;
         if (want_upper ? cp_islower(cp) : cp_isupper(cp)) return 0;
         if (want_upper ? cp_isupper(cp) : cp_islower(cp)) any = true;
     }
@@ -1672,6 +1722,7 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
     }
     bool needs_arg = id == T_DIVISIBLEBY || id == T_SAMEAS || id == T_IN || id >= T_EQ1;
     if (needs_arg && !a0) return rfail(r, "test '%s' needs an argument", test_names[id]), -1;
+    if (!needs_arg && a0) return rfail(r, "test '%s' takes no argument", test_names[id]), -1;
     switch (id) {
     case T_ODD: return test_mod(r, v, NULL, 1);
     case T_EVEN: return test_mod(r, v, NULL, 0);
@@ -1695,12 +1746,12 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
     case T_MAPPING: return v->type == CHAT_OBJECT;
     case T_NUMBER: return v->type == CHAT_INT || v->type == CHAT_FLOAT || v->type == CHAT_BOOL;
     case T_SEQUENCE:
-        return v->type == CHAT_STRING || v->type == CHAT_ARRAY || v->type == CHAT_OBJECT || v->type == CV_RANGE ||
+        return v->type == CHAT_STRING || (v->type == CHAT_ARRAY && !v->view) || v->type == CHAT_OBJECT || v->type == CV_RANGE ||
                v->type == CHAT_UNDEFINED;
     case T_ITERABLE:
         return v->type == CHAT_STRING || v->type == CHAT_ARRAY || v->type == CHAT_OBJECT || v->type == CV_RANGE ||
                v->type == CV_ITER || v->type == CHAT_UNDEFINED || v->type == CV_LOOP;
-    case T_CALLABLE: return v->type == CV_CALLABLE || v->type == CV_LOOP;
+    case T_CALLABLE: return v->type == CV_CALLABLE || v->type == CV_LOOP || v->type == CHAT_UNDEFINED;
     case T_SAMEAS:
         if (v == a0) return 1;
         if (v->type != a0->type) return 0;
@@ -1715,7 +1766,10 @@ int builtin_call_test(struct render *r, int id, struct chat_value *v, const stru
         case CHAT_STRING:
             if (v->type != CHAT_STRING) return rfail(r, "'in <string>' requires string as left operand, not %s", py_type_name(v)), -1;
             return v->u.str.len == 0 || memmem(a0->u.str.s, a0->u.str.len, v->u.str.s, v->u.str.len) != NULL;
-        case CHAT_OBJECT: return cv_obj_find(a0, v) != NULL;
+        case CHAT_OBJECT:
+            if ((v->type == CHAT_ARRAY && !v->is_tuple) || v->type == CHAT_OBJECT)
+                return rfail(r, "unhashable type: '%s'", py_type_name(v)), -1;
+            return cv_obj_find(a0, v) != NULL;
         default: {
             size_t n;
             struct chat_value **items = iterate(r, a0, &n);
@@ -1887,6 +1941,7 @@ static const struct {
     {CHAT_OBJECT, "pop", M_UNSAFE}, {CHAT_OBJECT, "popitem", M_UNSAFE}, {CHAT_OBJECT, "setdefault", M_UNSAFE},
     {CHAT_OBJECT, "update", M_UNSAFE}, {CHAT_OBJECT, "clear", M_UNSAFE}, {CHAT_OBJECT, "fromkeys", M_UNSAFE},
     {CHAT_ARRAY, "index", M_LIST_INDEX}, {CHAT_ARRAY, "count", M_LIST_COUNT}, {CHAT_ARRAY, "copy", M_LIST_COPY},
+    {CV_RANGE, "index", M_LIST_INDEX}, {CV_RANGE, "count", M_LIST_COUNT},
     {CHAT_ARRAY, "append", M_UNSAFE}, {CHAT_ARRAY, "extend", M_UNSAFE}, {CHAT_ARRAY, "insert", M_UNSAFE},
     {CHAT_ARRAY, "pop", M_UNSAFE}, {CHAT_ARRAY, "remove", M_UNSAFE}, {CHAT_ARRAY, "clear", M_UNSAFE},
     {CHAT_ARRAY, "sort", M_UNSAFE}, {CHAT_ARRAY, "reverse", M_UNSAFE},
@@ -1898,6 +1953,7 @@ struct chat_value *builtin_method_lookup(struct render *r, struct chat_value *ob
         if (methods[i].type != obj->type || strlen(methods[i].name) != len || memcmp(methods[i].name, name, len) != 0)
             continue;
         int id = methods[i].id;
+        if (obj->type == CHAT_ARRAY && obj->view) continue; // dict views: no list methods
         if (obj->type == CHAT_ARRAY && obj->is_tuple && id != M_LIST_INDEX && id != M_LIST_COUNT) continue;
         if (id == M_UNSAFE) {
             // The sandbox hands back an undefined value that fails when used.
@@ -1960,7 +2016,9 @@ static struct chat_value *str_method(struct render *r, struct chat_fn *fn, struc
     }
     case M_SPLITLINES: {
         BIND("splitlines", "keepends");
-        return str_splitlines(r, s, truthy_or(arg[0], false));
+        bool keepends;
+        if (!get_flag(r, arg[0], false, &keepends)) return NULL;
+        return str_splitlines(r, s, keepends);
     }
     case M_STARTSWITH:
     case M_ENDSWITH: {
@@ -1990,7 +2048,7 @@ static struct chat_value *str_method(struct render *r, struct chat_fn *fn, struc
     case M_CASEFOLD: {
         BIND(fn->name);
         (void)arg;
-        return str_case(r, s, fn->builtin == M_UPPER ? 1 : fn->builtin == M_SWAPCASE ? 3 : -1);
+        return str_case(r, s, fn->builtin == M_UPPER ? 'U' : fn->builtin == M_SWAPCASE ? 'S' : fn->builtin == M_CASEFOLD ? 'F' : 'L');
     }
     case M_TITLE: {
         BIND("title");
@@ -2192,6 +2250,7 @@ struct chat_value *builtin_call_method(struct render *r, struct chat_fn *fn, con
         size_t n = self->u.obj.n;
         struct chat_value *out = new_array(r, n);
         if (!out) return NULL;
+        out->view = fn->builtin == M_ITEMS ? VIEW_ITEMS : fn->builtin == M_KEYS ? VIEW_KEYS : VIEW_VALUES;
         for (size_t i = 0; i < n; i++) {
             struct chat_value *x = fn->builtin == M_KEYS ? self->u.obj.keys[i] : fn->builtin == M_VALUES ? self->u.obj.vals[i]
                                  : tuple2(r, self->u.obj.keys[i], self->u.obj.vals[i]);
@@ -2221,8 +2280,11 @@ struct chat_value *builtin_call_method(struct render *r, struct chat_fn *fn, con
         BIND(fn->name, "value");
         if (!arg[0]) return rfail(r, "%s() takes exactly one argument", fn->name);
         int64_t count = 0;
-        for (size_t i = 0; i < self->u.arr.n; i++) {
-            int e = r_eq(r, self->u.arr.v[i], arg[0]);
+        size_t n;
+        struct chat_value **items = iterate(r, self, &n);
+        if (!items) return NULL;
+        for (size_t i = 0; i < n; i++) {
+            int e = r_eq(r, items[i], arg[0]);
             if (e < 0) return NULL;
             if (e) {
                 if (fn->builtin == M_LIST_INDEX) return cv_int(r->a, (int64_t)i);

@@ -36,7 +36,7 @@ struct chat_value *oom(struct render *r) {
 }
 
 // Turns a failed string builder into the right message.
-static struct chat_value *sb_fail(struct render *r, const struct sb *b) {
+CHAT_COLD static struct chat_value *sb_fail(struct render *r, const struct sb *b) {
     if (r->a->failed)
         return rfail(r, "the template needs more than %zu MB of memory", r->lim->max_memory >> 20);
     return rfail(r, "the output would be longer than %zu bytes", b->limit);
@@ -76,7 +76,8 @@ static const char *object_type(const struct chat_value *v) {
     case CHAT_INT: return "int object";
     case CHAT_FLOAT: return "float object";
     case CHAT_STRING: return "str object";
-    case CHAT_ARRAY: return v->is_tuple ? "tuple object" : "list object";
+    case CHAT_ARRAY: return v->view == VIEW_ITEMS ? "dict_items object" : v->view == VIEW_KEYS ? "dict_keys object"
+                          : v->view == VIEW_VALUES ? "dict_values object" : v->is_tuple ? "tuple object" : "list object";
     case CHAT_OBJECT: return "dict object";
     case CV_NAMESPACE: return "jinja2.utils.Namespace object";
     case CV_LOOP: return "jinja2.runtime.LoopContext object";
@@ -204,6 +205,7 @@ static struct chat_value *lookup(struct render *r, struct scope *s, const char *
 
 struct chat_value *to_str(struct render *r, const struct chat_value *v) {
     if (v->type == CHAT_STRING) return (struct chat_value *)v;
+    if (v->type == CV_LOOP && loop_fill(r, v->u.loop, SIZE_MAX)) return NULL; // its text shows the length
     struct sb b;
     sb_init(&b, r->a, r->lim->max_output);
     if (py_str(&b, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, &b);
@@ -230,6 +232,13 @@ static size_t *cp_offsets(struct render *r, struct cstr s, size_t *n) {
     return off;
 }
 
+size_t range_len(const struct chat_value *v) {
+    int64_t a = v->u.range.start, b = v->u.range.stop, st = v->u.range.step;
+    if (st > 0 && a < b) return (size_t)(((uint64_t)b - (uint64_t)a - 1) / (uint64_t)st + 1);
+    if (st < 0 && a > b) return (size_t)(((uint64_t)a - (uint64_t)b - 1) / (uint64_t)(-(st + 1) + 1) + 1);
+    return 0;
+}
+
 struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n) {
     static struct chat_value *empty[1];
     *n = 0;
@@ -253,10 +262,8 @@ struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n) {
         return items;
     }
     case CV_RANGE: {
-        int64_t a = v->u.range.start, b = v->u.range.stop, st = v->u.range.step;
-        uint64_t count = 0;
-        if (st > 0 && a < b) count = ((uint64_t)b - (uint64_t)a - 1) / (uint64_t)st + 1;
-        else if (st < 0 && a > b) count = ((uint64_t)a - (uint64_t)b - 1) / (uint64_t)(-(st + 1) + 1) + 1;
+        int64_t a = v->u.range.start, st = v->u.range.step;
+        uint64_t count = range_len(v);
         if (!charge(r, count)) return NULL;
         struct chat_value **items = arena_alloc(r->a, (count + 1) * sizeof *items);
         if (!items) return oom(r), NULL;
@@ -282,17 +289,23 @@ static struct chat_value *loop_attr(struct render *r, struct chat_value *lv, con
 #define IS(s) (len == sizeof(s) - 1 && memcmp(name, s, len) == 0)
     if (IS("index")) return cv_int(r->a, (int64_t)L->index0 + 1);
     if (IS("index0")) return cv_int(r->a, (int64_t)L->index0);
-    if (IS("revindex")) return cv_int(r->a, (int64_t)(L->length - L->index0));
-    if (IS("revindex0")) return cv_int(r->a, (int64_t)(L->length - L->index0 - 1));
     if (IS("first")) return CV_BOOL(L->index0 == 0);
-    if (IS("last")) return CV_BOOL(L->index0 + 1 == L->length);
-    if (IS("length")) return cv_int(r->a, (int64_t)L->length);
+    // These look ahead: the filter runs on the items they need.
+    if (IS("revindex") || IS("revindex0") || IS("length")) {
+        if (loop_fill(r, L, SIZE_MAX)) return NULL;
+        int64_t rest = (int64_t)(L->n_known - L->index0);
+        return cv_int(r->a, IS("length") ? (int64_t)L->n_known : IS("revindex") ? rest : rest - 1);
+    }
+    if (IS("last") || IS("nextitem")) {
+        if (loop_fill(r, L, L->index0 + 2)) return NULL;
+        bool last = L->n_known <= L->index0 + 1;
+        if (IS("last")) return CV_BOOL(last);
+        return last ? make_undef_hint(r, "there is no next item") : L->items[L->index0 + 1];
+    }
     if (IS("depth")) return cv_int(r->a, L->depth0 + 1);
     if (IS("depth0")) return cv_int(r->a, L->depth0);
     if (IS("previtem"))
         return L->index0 > 0 ? L->items[L->index0 - 1] : make_undef_hint(r, "there is no previous item");
-    if (IS("nextitem"))
-        return L->index0 + 1 < L->length ? L->items[L->index0 + 1] : make_undef_hint(r, "there is no next item");
     if (IS("cycle") || IS("changed")) {
         struct chat_fn *fn = arena_zalloc(r->a, sizeof *fn);
         struct chat_value *v = cv_new(r->a, CV_CALLABLE);
@@ -342,6 +355,7 @@ struct chat_value *get_item(struct render *r, struct chat_value *obj, struct cha
         break;
     }
     case CHAT_ARRAY:
+        if (obj->view) break; // dict views are not subscriptable
         if (as_index(key, &i)) {
             int64_t n = (int64_t)obj->u.arr.n;
             if (i < 0) i += n;
@@ -396,30 +410,42 @@ static bool slice_index(struct render *r, struct chat_value *v, int64_t *out, bo
     return true;
 }
 
-static struct chat_value *do_slice(struct render *r, struct chat_value *obj, struct node *sl, struct scope *sc);
-
 static struct chat_value *eval(struct render *r, struct node *n, struct scope *sc);
 
-static struct chat_value *do_slice(struct render *r, struct chat_value *obj, struct node *sl, struct scope *sc) {
+// obj[a:b:c] for the E_ITEM node item (item->b is the E_SLICE).
+static struct chat_value *do_slice(struct render *r, struct chat_value *obj, struct node *item, struct scope *sc) {
+    struct node *sl = item->b;
     struct chat_value *sv[3] = {NULL, NULL, NULL};
     struct node *parts[3] = {sl->a, sl->b, sl->c};
     for (int k = 0; k < 3; k++)
         if (parts[k] && !(sv[k] = eval(r, parts[k], sc))) return NULL;
     if (obj->type == CHAT_UNDEFINED) return undefined_error(r, obj);
+    // jinja2 slices with Python's own [] (no undefined fallback as for items),
+    // unless the optimizer folded a constant slice through getitem.
+    bool folded = r->folding;
+    if (obj->type == CHAT_OBJECT)
+        return folded ? make_undef_hint(r, "unhashable type: 'slice'") : rfail(r, "unhashable type: 'slice'");
+    if (obj->type != CHAT_STRING && obj->type != CV_RANGE && !(obj->type == CHAT_ARRAY && !obj->view)) {
+        if (folded) return make_undef_hint(r, "'%s' object is not subscriptable", py_type_name(obj));
+        return rfail(r, "'%s' object is not subscriptable", py_type_name(obj));
+    }
     int64_t start = 0, stop = 0, step = 1;
     bool has_start, has_stop, has_step;
+    for (int k = 0; k < 3 && folded; k++)
+        if (sv[k] && sv[k]->type != CHAT_NONE && sv[k]->type != CHAT_INT && sv[k]->type != CHAT_BOOL)
+            return make_undef_hint(r, "slice indices must be integers or None");
     if (!slice_index(r, sv[0], &start, &has_start) || !slice_index(r, sv[1], &stop, &has_stop) ||
         !slice_index(r, sv[2], &step, &has_step))
         return NULL;
-    if (step == 0) return rfail(r, "slice step cannot be zero");
-    size_t n;
+    if (step == 0) return folded ? make_undef_hint(r, "slice step cannot be zero") : rfail(r, "slice step cannot be zero");
+    size_t n = 0;
     size_t *off = NULL;
     struct chat_value **items = NULL;
     if (obj->type == CHAT_STRING) {
         if (!charge(r, obj->u.str.len / 16 + 1) || !(off = cp_offsets(r, obj->u.str, &n))) return NULL;
-    } else if (obj->type == CHAT_ARRAY || obj->type == CV_RANGE) {
-        if (!(items = iterate(r, obj, &n))) return NULL;
-    } else return make_undef_hint(r, "'%s' object is not subscriptable", py_type_name(obj));
+    } else if (obj->type == CV_RANGE) {
+        n = range_len(obj);
+    } else if (!(items = iterate(r, obj, &n))) return NULL;
     int64_t len = (int64_t)n;
     if (!has_start) start = step < 0 ? len - 1 : 0;
     else if (start < 0) start = start + len < 0 ? (step < 0 ? -1 : 0) : start + len;
@@ -427,6 +453,14 @@ static struct chat_value *do_slice(struct render *r, struct chat_value *obj, str
     if (!has_stop) stop = step < 0 ? -1 : len;
     else if (stop < 0) stop = stop + len < 0 ? (step < 0 ? -1 : 0) : stop + len;
     else if (stop >= len) stop = step < 0 ? len - 1 : len;
+    if (obj->type == CV_RANGE) { // a range sliced is a range
+        struct chat_value *rv = cv_new(r->a, CV_RANGE);
+        if (!rv) return oom(r);
+        rv->u.range.start = obj->u.range.start + start * obj->u.range.step;
+        rv->u.range.stop = obj->u.range.start + stop * obj->u.range.step;
+        rv->u.range.step = obj->u.range.step * step;
+        return rv;
+    }
     if (obj->type == CHAT_STRING) {
         if (step == 1) {
             if (stop <= start) return as_markup(r, cv_str(r->a, (struct cstr){"", NULL, 0}), obj->markup);
@@ -442,6 +476,7 @@ static struct chat_value *do_slice(struct render *r, struct chat_value *obj, str
     }
     struct chat_value *out = cv_array(r->a, 0);
     if (!out) return oom(r);
+    out->is_tuple = obj->is_tuple;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
         if (cv_push(r->a, out, items[i])) return oom(r);
     return out;
@@ -496,6 +531,8 @@ static struct chat_value *repeat(struct render *r, struct chat_value *seq, int64
 struct chat_value *py_percent_format(struct render *r, struct chat_value *fmt, struct chat_value *args);
 
 static struct chat_value *arith(struct render *r, int op, struct chat_value *a, struct chat_value *b) {
+    // str % Undefined: Undefined is subscriptable, so Python takes it as a mapping
+    if (op == '%' && a->type == CHAT_STRING && b->type == CHAT_UNDEFINED) return py_percent_format(r, a, b);
     if (a->type == CHAT_UNDEFINED) return undefined_error(r, a);
     if (b->type == CHAT_UNDEFINED) return undefined_error(r, b);
     if (is_num(a) && is_num(b)) {
@@ -589,7 +626,7 @@ static struct chat_value *arith(struct render *r, int op, struct chat_value *a, 
             if (s.failed) return sb_fail(r, &s);
             return cv_str(r->a, sb_cstr(&s));
         }
-        if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple) {
+        if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple && !a->view && !b->view) {
             if (!charge(r, a->u.arr.n + b->u.arr.n + 1)) return NULL;
             struct chat_value *out = cv_array(r->a, a->u.arr.n + b->u.arr.n);
             if (!out) return oom(r);
@@ -598,14 +635,14 @@ static struct chat_value *arith(struct render *r, int op, struct chat_value *a, 
             for (size_t i = 0; i < b->u.arr.n; i++) out->u.arr.v[out->u.arr.n++] = b->u.arr.v[i];
             return out;
         }
-        if (a->type == CHAT_STRING || a->type == CHAT_ARRAY)
+        if (a->type == CHAT_STRING || (a->type == CHAT_ARRAY && !a->view))
             return rfail(r, "can only concatenate %s (not \"%s\") to %s", py_type_name(a), py_type_name(b),
                          py_type_name(a));
     }
     if (op == '*') {
-        if ((a->type == CHAT_STRING || a->type == CHAT_ARRAY) && (b->type == CHAT_INT || b->type == CHAT_BOOL))
+        if ((a->type == CHAT_STRING || (a->type == CHAT_ARRAY && !a->view)) && (b->type == CHAT_INT || b->type == CHAT_BOOL))
             return repeat(r, a, num_i(b));
-        if ((b->type == CHAT_STRING || b->type == CHAT_ARRAY) && (a->type == CHAT_INT || a->type == CHAT_BOOL))
+        if ((b->type == CHAT_STRING || (b->type == CHAT_ARRAY && !b->view)) && (a->type == CHAT_INT || a->type == CHAT_BOOL))
             return repeat(r, b, num_i(a));
     }
     if (op == '%' && a->type == CHAT_STRING) return py_percent_format(r, a, b);
@@ -624,7 +661,10 @@ static int contains(struct render *r, struct chat_value *container, struct chat_
         if (!charge(r, container->u.str.len / 16 + 1)) return -1;
         if (item->u.str.len == 0) return 1;
         return memmem(container->u.str.s, container->u.str.len, item->u.str.s, item->u.str.len) != NULL;
-    case CHAT_OBJECT: return cv_obj_find(container, item) != NULL;
+    case CHAT_OBJECT:
+        if ((item->type == CHAT_ARRAY && !item->is_tuple) || item->type == CHAT_OBJECT || item->type == CV_NAMESPACE)
+            return rfail(r, "unhashable type: '%s'", py_type_name(item)), -1;
+        return cv_obj_find(container, item) != NULL;
     case CHAT_ARRAY:
     case CV_RANGE:
     case CV_ITER: {
@@ -829,7 +869,7 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
         return get_attr(r, a, n->name, n->name_len);
     case E_ITEM:
         if (!(a = eval(r, n->a, sc))) return NULL;
-        if (n->b->kind == E_SLICE) return do_slice(r, a, n->b, sc);
+        if (n->b->kind == E_SLICE) return do_slice(r, a, n, sc);
         if (!(b = eval(r, n->b, sc))) return NULL;
         return get_item(r, a, b);
     case E_CALL: {
@@ -908,6 +948,10 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
         if (!(a = eval(r, n->a, sc))) return NULL;
         if (py_truthy(a)) return eval(r, n->b, sc);
         if (n->c) return eval(r, n->c, sc);
+        if (r->folding) { // jinja2 cannot fold a false inline if without else
+            r->impossible = true;
+            return NULL;
+        }
         return make_undef_hint(r, "the inline if-expression on line %d evaluated to false and no else section was defined.", n->line);
     case E_LIST:
     case E_TUPLE: {
@@ -933,6 +977,56 @@ static struct chat_value *eval_inner(struct render *r, struct node *n, struct sc
     }
 }
 
+// jinja2's has_safe_repr: None, bools, numbers, strings, ranges, and lists,
+// tuples and dicts of those (not Undefined, generators, dict views, ...).
+static bool foldable_value(const struct chat_value *v, int depth) {
+    if (depth > 64) return false;
+    switch (v->type) {
+    case CHAT_NONE: case CHAT_BOOL: case CHAT_INT: case CHAT_FLOAT: case CHAT_STRING: case CV_RANGE: return true;
+    case CHAT_ARRAY:
+        if (v->view) return false;
+        for (size_t i = 0; i < v->u.arr.n; i++)
+            if (!foldable_value(v->u.arr.v[i], depth + 1)) return false;
+        return true;
+    case CHAT_OBJECT:
+        for (size_t i = 0; i < v->u.obj.n; i++)
+            if (!foldable_value(v->u.obj.keys[i], depth + 1) || !foldable_value(v->u.obj.vals[i], depth + 1)) return false;
+        return true;
+    default: return false;
+    }
+}
+
+// Only literals and pure operations on them can be evaluated at compile time.
+static bool foldable_node(const struct node *n) {
+    return !(n->kind == E_NAME || n->kind == E_CALL || n->kind == E_NSREF ||
+             ((n->kind == E_FILTER || n->kind == E_TEST) && n->builtin < 0) ||
+             (n->kind == E_FILTER && (!n->a || builtin_filter_needs_context(n->builtin))));
+}
+
+// jinja2's optimizer evaluates ("folds") expressions at compile time where it
+// can, bottom-up, and keeps a folded value if it has a safe repr (no Undefined
+// inside) or is a whole {{ }} expression. Folding reaches a slice through
+// getitem (a bad slice is Undefined) where run time uses Python's [] (a bad
+// slice raises), so for expressions with a slice inside, the evaluator first
+// tries the compile-time evaluation: names and calls make it impossible
+// (r->impossible), as do errors; then it evaluates normally.
+__attribute__((noinline)) static struct chat_value *eval_folded(struct render *r, struct node *n, struct scope *sc) {
+    if (!foldable_node(n)) return NULL;
+    llm_err saved = *r->err;
+    r->folding = true;
+    r->impossible = false;
+    struct chat_value *v = eval_inner(r, n, sc);
+    r->folding = false;
+    if (!v || r->impossible || r->failed) {
+        if (r->steps > r->lim->max_steps || r->a->failed) return NULL; // limits are final
+        *r->err = saved;
+        r->failed = false;
+        r->impossible = false;
+        return NULL;
+    }
+    return foldable_value(v, 0) || n == r->output_root ? v : NULL;
+}
+
 static struct chat_value *eval(struct render *r, struct node *n, struct scope *sc) {
     if (r->failed) return NULL;
     if (++r->depth > r->lim->max_depth) {
@@ -944,9 +1038,17 @@ static struct chat_value *eval(struct render *r, struct node *n, struct scope *s
         return NULL;
     }
     r->line = n->line;
-    struct chat_value *v = eval_inner(r, n, sc);
+    struct chat_value *v = NULL;
+    if (r->folding) {
+        if (!foldable_node(n)) {
+            r->impossible = true;
+            r->depth--;
+            return NULL;
+        }
+    } else if (n->has_slice) v = eval_folded(r, n, sc);
+    if (!v && !r->failed && !r->impossible) v = eval_inner(r, n, sc);
     r->depth--;
-    if (!v && !r->failed) oom(r);
+    if (!v && !r->failed && !r->impossible) oom(r);
     return v;
 }
 
@@ -983,6 +1085,7 @@ struct chat_value *format_fail(struct render *r, const struct sb *b) {
 }
 
 static int write_value(struct render *r, struct chat_value *v) {
+    if (v->type == CV_LOOP && loop_fill(r, v->u.loop, SIZE_MAX)) return -1; // its text shows the length
     if (py_str(r->out, v, CHAT_MAX_VALUE_DEPTH, r->err)) return format_fail(r, r->out), -1;
     if (r->out->failed) return sb_fail(r, r->out), -1;
     return 0;
@@ -1007,6 +1110,19 @@ static struct chat_value *apply_filter_chain(struct render *r, struct node *chai
     return input;
 }
 
+int loop_fill(struct render *r, struct chat_loop *L, size_t want) {
+    while (L->n_known < want && L->src_pos < L->src_n) {
+        struct chat_value *item = L->src[L->src_pos++];
+        if (!charge(r, 1)) return -1;
+        L->filter_scope->n = 0;
+        if (assign(r, L->target, item, L->filter_scope)) return -1;
+        struct chat_value *c = eval(r, L->filter, L->filter_scope);
+        if (!c) return -1;
+        if (py_truthy(c)) L->items[L->n_known++] = item;
+    }
+    return 0;
+}
+
 static int exec_for(struct render *r, struct node *n, struct scope *sc) {
     struct chat_value *seq = eval(r, n->b, sc);
     if (!seq) return -1;
@@ -1014,42 +1130,39 @@ static int exec_for(struct render *r, struct node *n, struct scope *sc) {
     struct chat_value **items = iterate(r, seq, &count);
     if (!items) return -1;
     struct scope *it = scope_new(r, sc);
-    if (!it) return -1;
-    if (n->c) { // {% for x in seq if cond %}: the loop sees only the kept items
-        struct chat_value **kept = arena_alloc(r->a, (count + 1) * sizeof *kept);
-        if (!kept) return oom(r), -1;
-        size_t k = 0;
-        for (size_t i = 0; i < count; i++) {
-            it->n = 0;
-            if (!charge(r, 1) || assign(r, n->a, items[i], it)) return -1;
-            struct chat_value *c = eval(r, n->c, it);
-            if (!c) return -1;
-            if (py_truthy(c)) kept[k++] = items[i];
-        }
-        items = kept;
-        count = k;
-    }
-    if (count == 0) {
-        struct scope *es = scope_new(r, sc);
-        return es ? exec_list(r, &n->list2, es) : -1;
-    }
     struct chat_loop *L = arena_zalloc(r->a, sizeof *L);
     struct chat_value *lv = cv_new(r->a, CV_LOOP);
-    if (!L || !lv) return oom(r), -1;
-    L->items = items;
-    L->length = count;
+    if (!it || !L || !lv) return oom(r), -1;
     lv->u.loop = L;
-    for (size_t i = 0; i < count; i++) {
-        if (!charge(r, 1)) return -1;
+    L->src = items;
+    L->src_n = count;
+    L->target = n->a;
+    if (n->c) { // {% for x in seq if cond %}: the loop sees only the items that pass, found lazily
+        L->filter = n->c;
+        L->items = arena_alloc(r->a, (count + 1) * sizeof *L->items);
+        if (!L->items || !(L->filter_scope = scope_new(r, sc))) return oom(r), -1;
+    } else {
+        L->items = items;
+        L->n_known = L->src_pos = count;
+    }
+    size_t i = 0;
+    for (;; i++) {
+        if (!charge(r, 1) || loop_fill(r, L, i + 1)) return -1;
+        if (L->n_known <= i) break;
         L->index0 = i;
         it->n = 0; // each iteration starts from the enclosing scope
-        if (assign(r, n->a, items[i], it) || scope_set(r, it, "loop", 4, lv)) return -1;
+        if (assign(r, n->a, L->items[i], it) || scope_set(r, it, "loop", 4, lv)) return -1;
         if (exec_list(r, &n->list, it)) return -1;
         if (r->flow == FLOW_BREAK) {
             r->flow = FLOW_NORMAL;
+            i++;
             break;
         }
         r->flow = FLOW_NORMAL;
+    }
+    if (i == 0) { // nothing to iterate: the else block
+        struct scope *es = scope_new(r, sc);
+        return es ? exec_list(r, &n->list2, es) : -1;
     }
     return 0;
 }
@@ -1075,6 +1188,7 @@ static int exec_stmt(struct render *r, struct node *n, struct scope *sc) {
         if (r->out->failed) return sb_fail(r, r->out), -1;
         return 0;
     case S_PRINT:
+        r->output_root = n->a;
         if (!(v = eval(r, n->a, sc))) return -1;
         return write_value(r, v);
     case S_IF:

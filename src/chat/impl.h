@@ -50,12 +50,16 @@ struct cstr {
 struct chat_fn;
 struct chat_loop;
 
+enum { VIEW_NONE, VIEW_ITEMS, VIEW_KEYS, VIEW_VALUES };
+extern const char *const view_names[4]; // "", "dict_items", "dict_keys", "dict_values"
+
 // How an undefined value came about (for the message when it is misused).
 enum undef_how { UNDEF_NAME, UNDEF_ATTR, UNDEF_ITEM, UNDEF_HINT };
 
 struct chat_value {
     uint8_t type;     // enum chat_type or CV_*
     uint8_t is_tuple; // CHAT_ARRAY: prints as a tuple, never equals a list
+    uint8_t view;     // CHAT_ARRAY: dict.items() / keys() / values() (VIEW_*): not subscriptable, not JSON
     uint8_t undef_how;
     uint8_t security; // CHAT_UNDEFINED: misuse is a sandbox SecurityError
     uint8_t markup;   // CHAT_STRING: a markupsafe.Markup (|safe, |escape): `+` escapes plain strings into it
@@ -125,6 +129,12 @@ size_t utf8_count(const char *s, size_t len);
 bool cp_isspace(uint32_t cp); // Python str.isspace
 uint32_t cp_lower(uint32_t cp);
 uint32_t cp_upper(uint32_t cp);
+// Python's full case mapping of one code point (str.upper / lower / title /
+// casefold of it alone: "ß".upper() is "SS"): mode 'U', 'L', 'T' or 'F'. Writes
+// up to 3 code points to out, returns how many. Final sigma is the caller's job.
+int cp_case_full(uint32_t cp, char mode, uint32_t out[3]);
+bool cp_istitle(uint32_t cp);        // titlecase letters (the digraphs ǅ, ǈ, ǋ, ǲ)
+bool cp_case_ignorable(uint32_t cp); // skipped when deciding a final sigma
 bool cp_isalpha(uint32_t cp);
 bool cp_isdigit(uint32_t cp);
 bool cp_islower(uint32_t cp);
@@ -239,6 +249,8 @@ struct node_list {
 struct node {
     uint8_t kind; // enum node_kind
     uint8_t op;   // operator / flags, see enum node_kind
+    uint8_t has_slice; // an expression with a slice inside: the one case where jinja2's
+                       // compile-time constant folding can give a different result (see eval_folded)
     int line;     // 1-based, for runtime messages
     size_t pos;   // byte offset in the source, for syntax messages
     struct node *a, *b, *c, *d;
@@ -280,19 +292,27 @@ struct render {
     bool failed;       // err is set; unwind
     int flow;          // FLOW_* after break / continue
     int line;          // line of the node being evaluated (for messages)
+    bool folding;      // evaluating as jinja2's optimizer does at compile time (see eval_folded)
+    bool impossible;   // folding reached something only run time can evaluate (a name, a call)
+    const struct node *output_root; // the expression of the {{ }} being printed
 };
 enum { FLOW_NORMAL, FLOW_BREAK, FLOW_CONTINUE };
 
+// Error paths are kept out of line: their message buffers must not sit in the
+// frames of the recursive evaluator (C stack per nesting level).
+#define CHAT_COLD __attribute__((cold, noinline))
+
 // Sets a render error ("line N: message") and returns NULL for convenience.
-struct chat_value *rfail(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-struct chat_value *oom(struct render *r); // allocation failed: names the memory limit if that was it
+CHAT_COLD struct chat_value *rfail(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+CHAT_COLD struct chat_value *oom(struct render *r); // allocation failed: names the memory limit if that was it
 // A failed py_str / py_repr / json_dump into b: reports b's failure or the message left in r->err.
-struct chat_value *format_fail(struct render *r, const struct sb *b);
+CHAT_COLD struct chat_value *format_fail(struct render *r, const struct sb *b);
 bool charge(struct render *r, uint64_t units); // counts work; false (error set) over the limit
 // py_eq / py_cmp paid for from the step budget; -1 (error set) on failure.
 int r_eq(struct render *r, const struct chat_value *a, const struct chat_value *b);
-int r_cmp(struct render *r, const struct chat_value *a, const struct chat_value *b, const char *op, int *res);
-struct chat_value *undefined_error(struct render *r, const struct chat_value *u);
+__attribute__((noinline)) int r_cmp(struct render *r, const struct chat_value *a, const struct chat_value *b,
+                                    const char *op, int *res);
+CHAT_COLD struct chat_value *undefined_error(struct render *r, const struct chat_value *u);
 
 // Arguments of a call, evaluated.
 struct args {
@@ -314,15 +334,25 @@ struct chat_fn {
 };
 enum { FN_MACRO, FN_CALLER, FN_GLOBAL, FN_METHOD, FN_UNSAFE };
 
+// A for loop's state. As in jinja2 the `if` filter of `for x in seq if cond`
+// runs lazily: an item's condition is evaluated when the loop reaches it (or
+// when loop.last / length / nextitem look ahead), after the bodies before it.
 struct chat_loop {
-    struct chat_value **items; // [length]
-    size_t index0, length;
+    struct chat_value **items; // [n_known] the loop's items found so far
+    size_t n_known;
+    size_t index0;
+    struct chat_value **src;   // [src_n] the iterable's items
+    size_t src_n, src_pos;     // src_pos: how many of them the filter has seen
+    struct node *target, *filter; // filter NULL: all items (then items == src)
+    struct scope *filter_scope;
     int depth0;
     struct chat_value *changed_last; // loop.changed(): the values of the last call
 };
+int loop_fill(struct render *r, struct chat_loop *L, size_t want); // finds items up to index want-1; -1 on error
 
 // Builtins (builtins.c). Names are looked up once at parse time.
 int builtin_filter_find(const char *name, size_t len);
+bool builtin_filter_needs_context(int id); // map, select, ...: never folded at compile time
 int builtin_test_find(const char *name, size_t len);
 int builtin_global_find(const char *name, size_t len);
 struct chat_value *builtin_call_filter(struct render *r, int id, struct chat_value *v,
@@ -339,9 +369,11 @@ struct chat_value *get_attr(struct render *r, struct chat_value *obj, const char
 struct chat_value *get_item(struct render *r, struct chat_value *obj, struct chat_value *key);
 struct chat_value *call_value(struct render *r, struct chat_value *fn, const struct args *args);
 struct chat_value *to_str(struct render *r, const struct chat_value *v); // str(v) as a string value
+size_t range_len(const struct chat_value *range);
 // Collects the items v iterates over (consuming an iterator). NULL on error.
 struct chat_value **iterate(struct render *r, struct chat_value *v, size_t *n);
-struct chat_value *make_undef_hint(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+__attribute__((noinline)) struct chat_value *make_undef_hint(struct render *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 struct chat_value *make_iter(struct render *r, struct chat_value **items, size_t n);
 // markupsafe: escape(v) (a Markup stays as it is) and Markup(v) of a string result.
 struct chat_value *markup_escape(struct render *r, struct chat_value *v);

@@ -1461,6 +1461,33 @@ static int check_names(struct parser *P, const struct node_list *body) {
     return rc;
 }
 
+// Marks the expressions that contain a slice (post-order, explicit stack).
+static int mark_slices(const struct node_list *body) {
+    struct walk w = {0};
+    for (int i = 0; i < body->n; i++) walk_push(&w, body->v[i], false);
+    while (w.n && !w.failed) {
+        struct walk_item *it = &w.v[w.n - 1];
+        struct node *n = it->n;
+        if (!it->soft) { // first visit: children first
+            it->soft = true;
+            walk_children(&w, n, false);
+            continue;
+        }
+        w.n--;
+        if (n->kind >= S_DATA) continue; // statements are not folded; their expressions are marked on their own
+        bool slice = n->kind == E_SLICE;
+        struct node *kids[4] = {n->a, n->b, n->c, n->d};
+        for (int i = 0; i < 4 && !slice; i++) slice = kids[i] && kids[i]->has_slice;
+        const struct node_list *lists[3] = {&n->list, &n->list2, &n->list3};
+        for (int k = 0; k < 3 && !slice; k++)
+            for (int i = 0; i < lists[k]->n && !slice; i++) slice = lists[k]->v[i]->has_slice;
+        n->has_slice = slice;
+    }
+    int rc = w.failed ? -1 : 0;
+    free(w.v);
+    return rc;
+}
+
 int chat_parse(struct chat_template *t, const char *src, size_t len, llm_err *err) {
     // jinja2 turns every \r\n and \r into \n and drops one trailing newline.
     char *s = arena_alloc(&t->a, len + 1);
@@ -1490,5 +1517,7 @@ int chat_parse(struct chat_template *t, const char *src, size_t len, llm_err *er
     bool ok;
     t->body = subparse(&P, NULL, &ok);
     if (!ok) return -1;
-    return check_names(&P, &t->body);
+    if (check_names(&P, &t->body)) return -1;
+    if (mark_slices(&t->body)) return err_set(err, "out of memory");
+    return 0;
 }

@@ -473,14 +473,84 @@ uint32_t cp_upper(uint32_t cp) {
     return cp;
 }
 
-bool cp_isupper(uint32_t cp) { return cp_lower(cp) != cp; }
+// Latin digraphs: upper, title, lower forms (Ǆ ǅ ǆ, Ǉ ǈ ǉ, Ǌ ǋ ǌ, Ǳ ǲ ǳ).
+static const uint32_t digraphs[4][3] = {{0x1C4, 0x1C5, 0x1C6}, {0x1C7, 0x1C8, 0x1C9}, {0x1CA, 0x1CB, 0x1CC},
+                                        {0x1F1, 0x1F2, 0x1F3}};
+
+// Code points whose upper / title / casefold forms are several code points.
+static const struct {
+    uint32_t cp;
+    uint32_t upper[3], title[3], fold[3];
+} special_case[] = {
+    {0xDF, {'S', 'S'}, {'S', 's'}, {'s', 's'}},
+    {0x149, {0x2BC, 'N'}, {0x2BC, 'N'}, {0x2BC, 'n'}},
+    {0x1F0, {'J', 0x30C}, {'J', 0x30C}, {'j', 0x30C}},
+    {0xFB00, {'F', 'F'}, {'F', 'f'}, {'f', 'f'}},
+    {0xFB01, {'F', 'I'}, {'F', 'i'}, {'f', 'i'}},
+    {0xFB02, {'F', 'L'}, {'F', 'l'}, {'f', 'l'}},
+    {0xFB03, {'F', 'F', 'I'}, {'F', 'f', 'i'}, {'f', 'f', 'i'}},
+    {0xFB04, {'F', 'F', 'L'}, {'F', 'f', 'l'}, {'f', 'f', 'l'}},
+    {0xFB05, {'S', 'T'}, {'S', 't'}, {'s', 't'}},
+    {0xFB06, {'S', 'T'}, {'S', 't'}, {'s', 't'}},
+};
+
+static int copy_cps(const uint32_t *src, uint32_t out[3]) {
+    int n = 0;
+    while (n < 3 && src[n]) out[n] = src[n], n++;
+    return n;
+}
+
+int cp_case_full(uint32_t cp, char mode, uint32_t out[3]) {
+    for (size_t i = 0; i < sizeof digraphs / sizeof digraphs[0]; i++)
+        for (int k = 0; k < 3; k++)
+            if (digraphs[i][k] == cp) {
+                out[0] = digraphs[i][mode == 'U' ? 0 : mode == 'T' ? 1 : 2];
+                return 1;
+            }
+    for (size_t i = 0; i < sizeof special_case / sizeof special_case[0]; i++)
+        if (special_case[i].cp == cp) {
+            if (mode == 'U') return copy_cps(special_case[i].upper, out);
+            if (mode == 'T') return copy_cps(special_case[i].title, out);
+            if (mode == 'F') return copy_cps(special_case[i].fold, out);
+            out[0] = cp;
+            return 1;
+        }
+    if (cp == 0x130 && (mode == 'L' || mode == 'F')) { // İ -> i + combining dot above
+        out[0] = 'i';
+        out[1] = 0x307;
+        return 2;
+    }
+    if (mode == 'F') {
+        if (cp == 0x3C2) cp = 0x3C3; // ς folds to σ
+        else if (cp == 0xB5) cp = 0x3BC;
+        else if (cp == 0x17F) cp = 's';
+    }
+    out[0] = mode == 'U' || mode == 'T' ? cp_upper(cp) : cp_lower(cp);
+    return 1;
+}
+
+bool cp_istitle(uint32_t cp) { return cp == 0x1C5 || cp == 0x1C8 || cp == 0x1CB || cp == 0x1F2; }
+
+bool cp_case_ignorable(uint32_t cp) {
+    return cp == '\'' || cp == '.' || cp == ':' || cp == '^' || cp == '`' || cp == 0xA8 || cp == 0xAD || cp == 0xAF ||
+           cp == 0xB4 || cp == 0xB7 || cp == 0xB8 || (cp >= 0x2B0 && cp <= 0x36F) || (cp >= 0x483 && cp <= 0x489) ||
+           cp == 0x2018 || cp == 0x2019 || cp == 0x2024 || cp == 0x2027;
+}
+
+bool cp_isupper(uint32_t cp) {
+    if (cp == 0x1C4 || cp == 0x1C7 || cp == 0x1CA || cp == 0x1F1) return true;
+    if (cp_istitle(cp) || cp == 0x1C6 || cp == 0x1C9 || cp == 0x1CC || cp == 0x1F3) return false;
+    return cp_lower(cp) != cp;
+}
 bool cp_islower(uint32_t cp) {
+    if (cp == 0x1C6 || cp == 0x1C9 || cp == 0x1CC || cp == 0x1F3 || (cp >= 0xFB00 && cp <= 0xFB06)) return true;
+    if (cp_istitle(cp) || cp == 0x1C4 || cp == 0x1C7 || cp == 0x1CA || cp == 0x1F1) return false;
     return cp_upper(cp) != cp || cp == 0xDF || cp == 0x138 || cp == 0x149 || cp == 0xAA || cp == 0xBA;
 }
 
 bool cp_isalpha(uint32_t cp) {
     if (cp < 0x80) return (cp | 32) >= 'a' && (cp | 32) <= 'z';
-    if (cp_isupper(cp) || cp_islower(cp)) return true;
+    if (cp_isupper(cp) || cp_islower(cp) || cp_istitle(cp)) return true;
     // Uncased letters of common scripts (Hebrew, Arabic, Indic, Thai, CJK, kana, Hangul).
     return (cp >= 0x5D0 && cp <= 0x5EA) || (cp >= 0x620 && cp <= 0x64A) || (cp >= 0x904 && cp <= 0x939) ||
            (cp >= 0xE01 && cp <= 0xE30) || (cp >= 0x3041 && cp <= 0x3096) || (cp >= 0x30A1 && cp <= 0x30FA) ||
@@ -597,6 +667,8 @@ struct cstr sb_cstr(const struct sb *b) {
 
 // ---------------------------------------------------------------- Python str / repr
 
+const char *const view_names[4] = {"", "dict_items", "dict_keys", "dict_values"};
+
 const char *py_type_name(const struct chat_value *v) {
     switch (v->type) {
     case CHAT_UNDEFINED: return "Undefined";
@@ -605,7 +677,7 @@ const char *py_type_name(const struct chat_value *v) {
     case CHAT_INT: return "int";
     case CHAT_FLOAT: return "float";
     case CHAT_STRING: return "str";
-    case CHAT_ARRAY: return v->is_tuple ? "tuple" : "list";
+    case CHAT_ARRAY: return v->view ? view_names[v->view] : v->is_tuple ? "tuple" : "list";
     case CHAT_OBJECT: return "dict";
     case CV_NAMESPACE: return "Namespace";
     case CV_CALLABLE: return v->u.fn->kind == FN_MACRO || v->u.fn->kind == FN_CALLER ? "Macro" : "builtin_function_or_method";
@@ -721,6 +793,10 @@ int py_repr(struct sb *b, const struct chat_value *v, int depth_left, llm_err *e
         if (v->markup) sb_putc(b, ')', false);
         break;
     case CHAT_ARRAY:
+        if (v->view) { // dict_items([...])
+            sb_puts(b, view_names[v->view]);
+            sb_putc(b, '(', false);
+        }
         sb_putc(b, v->is_tuple ? '(' : '[', false);
         for (size_t i = 0; i < v->u.arr.n; i++) {
             if (i) sb_puts(b, ", ");
@@ -728,6 +804,7 @@ int py_repr(struct sb *b, const struct chat_value *v, int depth_left, llm_err *e
         }
         if (v->is_tuple && v->u.arr.n == 1) sb_putc(b, ',', false);
         sb_putc(b, v->is_tuple ? ')' : ']', false);
+        if (v->view) sb_putc(b, ')', false);
         break;
     case CV_NAMESPACE:
     case CHAT_OBJECT:
@@ -762,7 +839,10 @@ int py_str(struct sb *b, const struct chat_value *v, int depth_left, llm_err *er
         if (v->u.fn->kind == FN_MACRO || v->u.fn->kind == FN_CALLER) sb_printf(b, "<Macro '%s'>", v->u.fn->name);
         else sb_printf(b, "<built-in function %s>", v->u.fn->name);
         break;
-    case CV_LOOP: sb_printf(b, "<LoopContext %zu/%zu>", v->u.loop->index0 + 1, v->u.loop->length); break;
+    case CV_LOOP: // the length: as far as known (the evaluator runs a lazy filter to the end first)
+        sb_printf(b, "<LoopContext %zu/%zu>", v->u.loop->index0 + 1,
+                  v->u.loop->n_known + (v->u.loop->filter ? 0 : v->u.loop->src_n - v->u.loop->src_pos));
+        break;
     case CV_RANGE:
         if (v->u.range.step == 1) sb_printf(b, "range(%lld, %lld)", (long long)v->u.range.start, (long long)v->u.range.stop);
         else
@@ -869,6 +949,7 @@ int json_dump(struct sb *b, const struct chat_value *v, const struct json_opts *
         break;
     case CHAT_STRING: json_string(b, v->u.str, o->ensure_ascii); break;
     case CHAT_ARRAY:
+        if (v->view) return err_set(err, "Object of type %s is not JSON serializable", view_names[v->view]);
         if (v->u.arr.n == 0) {
             sb_puts(b, "[]");
             break;
@@ -967,7 +1048,7 @@ int py_eq(const struct chat_value *a, const struct chat_value *b, int depth_left
     case CHAT_NONE: return 1;
     case CHAT_STRING: return cstr_eq(a->u.str, b->u.str.s, b->u.str.len);
     case CHAT_ARRAY:
-        if (a->is_tuple != b->is_tuple || a->u.arr.n != b->u.arr.n) return 0;
+        if (a->is_tuple != b->is_tuple || a->view != b->view || a->u.arr.n != b->u.arr.n) return 0;
         for (size_t i = 0; i < a->u.arr.n; i++) {
             int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1, budget);
             if (e != 1) return e;
@@ -1010,7 +1091,7 @@ int py_cmp(const struct chat_value *a, const struct chat_value *b, const char *o
         *res = (c > 0) - (c < 0);
         return 0;
     }
-    if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple) {
+    if (a->type == CHAT_ARRAY && b->type == CHAT_ARRAY && a->is_tuple == b->is_tuple && !a->view && !b->view) {
         size_t n = a->u.arr.n < b->u.arr.n ? a->u.arr.n : b->u.arr.n;
         for (size_t i = 0; i < n; i++) {
             int e = py_eq(a->u.arr.v[i], b->u.arr.v[i], depth_left - 1, budget);
