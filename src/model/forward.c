@@ -1,6 +1,7 @@
 // The batched forward pass of the decoder, written out step by step. Matrix
 // products go through kern_matmul (threaded inside); per-token steps are split
-// across the pool by token, attention by (token, head).
+// across the pool by token (or run on the caller for a single token), attention
+// by tiles of tokens x query heads sharing a KV head (kern_attn).
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
