@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err) {
+int cli_parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -155,26 +155,26 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->prompt_file = val;
         } else if (IS("-n") || IS("--n-predict")) {
             const char *val = VALUE();
-            if (parse_long(f, val, -1, INT32_MAX, &v, err)) return -1;
+            if (cli_parse_long(f, val, -1, INT32_MAX, &v, err)) return -1;
             a->n_predict = (int32_t)v;
         } else if (IS("-c") || IS("--ctx-size")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, 1 << 24, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, 1 << 24, &v, err)) return -1;
             a->n_ctx = v;
         } else if (IS("-t") || IS("--threads")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 1024, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 1024, &v, err)) return -1;
             a->n_threads = (int)v;
         } else if (IS("-b") || IS("--batch-size")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
             a->n_batch = (int32_t)v;
         } else if (IS("--temp")) {
             const char *val = VALUE();
             if (parse_float(f, val, 0, 100, &a->sampling.temp, err)) return -1;
         } else if (IS("--top-k")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, INT32_MAX, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, INT32_MAX, &v, err)) return -1;
             a->sampling.top_k = (int32_t)v;
         } else if (IS("--top-p")) {
             const char *val = VALUE();
@@ -187,7 +187,7 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             if (parse_float(f, val, 0.01, 100, &a->sampling.repeat_penalty, err)) return -1;
         } else if (IS("--repeat-last-n")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, 1 << 20, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, 1 << 20, &v, err)) return -1;
             a->sampling.repeat_last_n = (int32_t)v;
         } else if (IS("-s") || IS("--seed")) {
             const char *val = VALUE();

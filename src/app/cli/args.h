@@ -37,5 +37,7 @@ void cli_print_help(void);
 // The model used when no -m is given: $LLMFILE_MODEL, else the one
 // tools/setup_default_model.sh links into the cache. Writes into buf.
 const char *cli_default_model_path(char *buf, size_t cap);
+// A flag's integer value in [lo, hi]; else -1 with "FLAG expects an integer in [lo, hi], got 'S'".
+int cli_parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err);
 
 #endif

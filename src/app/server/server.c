@@ -51,16 +51,6 @@ static void print_help(void) {
         stdout);
 }
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return err_set(err, "%s expects an integer in [%ld, %ld], got '%s'", flag, lo, hi, s);
-    *out = v;
-    return 0;
-}
-
 // Returns 1 for --help, 0 to run, -1 on a bad flag.
 static int parse_args(struct server_config *c, int argc, char **argv, llm_err *err) {
     memset(c, 0, sizeof *c);
@@ -98,23 +88,23 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
             c->host = val;
         } else if (IS("--port")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, 65535, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, 65535, &v, err)) return -1;
             c->port = (int)v;
         } else if (IS("-np") || IS("--parallel")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 256, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 256, &v, err)) return -1;
             c->n_slots = (int)v;
         } else if (IS("-c") || IS("--ctx-size")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 64, 1 << 24, &v, err)) return -1;
+            if (cli_parse_long(f, val, 64, 1 << 24, &v, err)) return -1;
             c->n_ctx = v;
         } else if (IS("--queue")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, 100000, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, 100000, &v, err)) return -1;
             c->max_queue = (int)v;
         } else if (IS("--timeout")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 86400 * 7, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 86400 * 7, &v, err)) return -1;
             c->timeout_s = (double)v;
         } else if (IS("--api-key")) {
             const char *val = VALUE();
@@ -125,11 +115,11 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
             c->cors_origin = val;
         } else if (IS("-t") || IS("--threads")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 1024, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 1024, &v, err)) return -1;
             c->n_threads = (int)v;
         } else if (IS("-b") || IS("--batch-size")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
             c->n_batch = (int32_t)v;
         } else if (IS("--cpu-level")) {
             const char *val = VALUE();
