@@ -2,12 +2,12 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -18,9 +18,12 @@
 #define cpu_relax() ((void)0)
 #endif
 
-// Workers spin (cheap wake-up between the hundreds of jobs of one token), then
-// yield (so an oversubscribed core still runs the thread that has work), then sleep.
-enum { SPIN_ITERATIONS = 1 << 12, YIELD_ITERATIONS = 1 << 10 };
+// Waiting threads spin on a flag (with pause: cheap for the sibling hyperthread and
+// the power budget) for up to SPIN_NS, which covers the gaps between the many short
+// jobs of one token, and then sleep on a condition variable, so an idle pool (a
+// server between requests, a user reading) costs no CPU. No sched_yield: on a busy
+// machine it hands the core around in syscalls without helping the late thread.
+enum { SPIN_NS = 50 * 1000, SPINS_PER_CLOCK_CHECK = 64 };
 
 struct pool {
     int n_threads;
@@ -30,9 +33,11 @@ struct pool {
     atomic_uint generation;  // bumped once per job; workers wait for a change
     atomic_int pending;      // workers that have not finished the current job
     atomic_bool stop;
-    pthread_mutex_t lock;    // guards sleeping on wake
-    pthread_cond_t wake;
-    int n_sleeping;          // workers blocked on wake (under lock)
+    atomic_int n_sleeping;   // workers blocked (or about to block) on wake
+    atomic_bool caller_sleeping; // the caller blocks (or is about to) on done
+    pthread_mutex_t lock;    // guards both condition variables
+    pthread_cond_t wake;     // workers: a new job (or stop)
+    pthread_cond_t done;     // caller: the last worker finished
 };
 
 struct worker_arg {
@@ -40,35 +45,60 @@ struct worker_arg {
     int ith;
 };
 
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// Spins until cond(p) holds or SPIN_NS pass; returns whether it holds.
+static bool spin_until(struct pool *p, bool (*cond)(struct pool *, unsigned), unsigned arg) {
+    int64_t start = 0;
+    for (int spins = 1;; spins++) {
+        if (cond(p, arg)) return true;
+        cpu_relax();
+        if (spins % SPINS_PER_CLOCK_CHECK == 0) {
+            const int64_t t = now_ns();
+            if (!start) start = t;
+            else if (t - start > SPIN_NS) return cond(p, arg);
+        }
+    }
+}
+
+static bool job_posted(struct pool *p, unsigned seen) {
+    return atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+           atomic_load_explicit(&p->stop, memory_order_acquire);
+}
+
+static bool job_done(struct pool *p, unsigned unused) {
+    (void)unused;
+    return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
+}
+
 static void *worker_main(void *arg_) {
     struct worker_arg arg = *(struct worker_arg *)arg_;
     free(arg_);
     struct pool *p = arg.pool;
     unsigned seen = 0;
     for (;;) {
-        unsigned gen;
-        int spins = 0;
-        while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
-               !atomic_load_explicit(&p->stop, memory_order_acquire)) {
-            if (++spins < SPIN_ITERATIONS) {
-                cpu_relax();
-                continue;
-            }
-            if (spins < SPIN_ITERATIONS + YIELD_ITERATIONS) {
-                sched_yield();
-                continue;
-            }
+        if (!spin_until(p, job_posted, seen)) {
+            // Announce the sleep before the last check (both seq_cst): pool_run bumps
+            // the generation before it reads n_sleeping, so one of us sees the other.
             pthread_mutex_lock(&p->lock);
-            p->n_sleeping++;
+            atomic_fetch_add(&p->n_sleeping, 1);
             while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->wake, &p->lock);
-            p->n_sleeping--;
+            atomic_fetch_sub(&p->n_sleeping, 1);
             pthread_mutex_unlock(&p->lock);
         }
         if (atomic_load(&p->stop)) return NULL;
-        seen = gen;
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
         p->fn(p->ctx, arg.ith, p->n_threads);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) {
+            pthread_mutex_lock(&p->lock); // the caller is inside its wait or about to be
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->lock);
+        }
     }
 }
 
@@ -79,6 +109,7 @@ int pool_create(struct pool **out, int n_threads, llm_err *err) {
     p->n_threads = n_threads;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads) {
         free(p);
@@ -107,6 +138,7 @@ void pool_destroy(struct pool *p) {
     pthread_mutex_unlock(&p->lock);
     for (int i = 1; i < p->n_threads; i++) pthread_join(p->threads[i - 1], NULL);
     pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->lock);
     free(p->threads);
     free(p);
@@ -122,15 +154,19 @@ void pool_run(struct pool *p, pool_fn fn, void *ctx) {
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-    pthread_mutex_lock(&p->lock);
-    if (p->n_sleeping) pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->lock);
-    fn(ctx, 0, p->n_threads);
-    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) != 0; spins++) {
-        if (spins < SPIN_ITERATIONS) cpu_relax();
-        else sched_yield(); // a worker may be waiting for this core
+    atomic_fetch_add(&p->generation, 1); // seq_cst: ordered before the n_sleeping read
+    if (atomic_load(&p->n_sleeping) > 0) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->lock);
     }
+    fn(ctx, 0, p->n_threads);
+    if (spin_until(p, job_done, 0)) return;
+    pthread_mutex_lock(&p->lock);
+    atomic_store(&p->caller_sleeping, true); // seq_cst, before the last check
+    while (atomic_load(&p->pending) != 0) pthread_cond_wait(&p->done, &p->lock);
+    atomic_store(&p->caller_sleeping, false);
+    pthread_mutex_unlock(&p->lock);
 }
 
 int cpu_physical_cores(void) {

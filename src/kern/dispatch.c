@@ -5,7 +5,12 @@
 
 #include "kern.h"
 
-#if defined(__x86_64__)
+#if defined(KERN_ONLY_LEVEL_OPS)
+// `make native`: one level compiled with -march=native, no run-time choice.
+const struct kern_ops *KERN_ONLY_LEVEL_OPS(void);
+static bool has_native(const struct cpu_features *f) { (void)f; return true; }
+static const struct kern_level LEVELS[] = {{"native", "-march=native build of one level", has_native, KERN_ONLY_LEVEL_OPS}};
+#elif defined(__x86_64__)
 const struct kern_ops *kern_ops_sse2(void);
 const struct kern_ops *kern_ops_ssse3(void);
 const struct kern_ops *kern_ops_sse42(void);

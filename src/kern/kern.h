@@ -58,6 +58,8 @@ struct kern_gemm {
 typedef void (*kern_gemv_fn)(int64_t k, const void *w, size_t row_bytes, int nr, const void *act,
                              float *y);
 
+struct kern_attn_tile; // below, with the attention driver
+
 // Kernels of one CPU level. Entries indexed by weight type; NULL = unsupported.
 struct kern_ops {
     const char *level;                            // "generic", "avx2", ...
@@ -67,6 +69,20 @@ struct kern_ops {
     const struct kern_gemm *gemm[QUANT_TYPE_COUNT]; // by weight type
     kern_gemv_fn gemv[QUANT_TYPE_COUNT];            // by weight type
     // -- end of matrix kernels --
+
+    // ---- Attention over the fp16 KV cache (kept together; see struct kern_attn_tile) ----
+    // Scores: s[r * s_stride + (j - j0)] = scale * fp16(q_r) . K[cells[j]] for every query
+    // r < n_q and list position j in [j0, j1), masked or not. qh: [n_q][head_dim_k] scratch.
+    void (*attn_qk)(const struct kern_attn_tile *t, int64_t j0, int64_t j1, float *s,
+                    int64_t s_stride, float *qh);
+    // Softmax of one query's visible scores, in place, probabilities rounded to fp16 as
+    // ggml rounds them: p[j] = fp16(exp(p[j] - max) * (float)(1 / sum)), sum in double.
+    void (*attn_softmax)(float *p, int64_t n);
+    // acc[r][d] += sum_{j in [j0, j1)} p[r * p_stride + (j - j0)] * V[cells[j]][d].
+    void (*attn_pv)(const struct kern_attn_tile *t, int64_t j0, int64_t j1, const float *p,
+                    int64_t p_stride, float *const *acc);
+    // ---- Row ops with a faster form at some levels (NULL: use the kern_* reference) ----
+    void (*geglu)(float *out, const float *gate, const float *up, int64_t n); // = kern_geglu
 };
 
 // The reference level: quant/'s plain-C routines.
@@ -108,22 +124,84 @@ int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, i
 // out = x / sqrt(mean(x^2) + eps) * w (w may be NULL). out may alias x.
 void kern_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 
+// LayerNorm as ggml_norm then * w + b: out = (x - mean) / sqrt(var + eps) * w + b
+// (w, b may be NULL). Mean and variance summed in double, as ggml. out may alias x.
+void kern_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps);
+
 // Rotary embedding of one head vector in place. neox: rotate (i, i+n/2) pairs,
 // else adjacent (2i, 2i+1) pairs. freq_scale multiplies the angle (linear scaling).
 void kern_rope(float *x, int64_t n_dims, int32_t pos, float freq_base, float freq_scale, bool neox);
+// kern_rope in two steps, so that every head of a token shares one set of angles:
+// cs[2i], cs[2i+1] = cos, sin of pair i's angle at pos ([n_dims] floats), then the
+// rotation with them (the same results as kern_rope).
+void kern_rope_angles(float *cs, int64_t n_dims, int32_t pos, float freq_base, float freq_scale);
+void kern_rope_apply(float *x, int64_t n_dims, const float *cs, bool neox);
 
 // out[i] = gelu_tanh(gate[i]) * up[i], gelu as ggml evaluates it (via a half table).
 void kern_geglu(float *out, const float *gate, const float *up, int64_t n);
+// out[i] = gelu_tanh(x[i]) through the same half table (ggml_gelu). out may alias x.
+void kern_gelu(float *out, const float *x, int64_t n);
+// ggml's GELU table (indexed by the input's fp16 bits) widened to float.
+const float *kern_gelu_table_f32(void);
 // out[i] = silu(gate[i]) * up[i].
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 
-// Largest head dimension kern_attn_head supports (the model loader checks).
+// Largest head dimension kern_attn_head / kern_attn support (the model loader checks).
 #define KERN_MAX_HEAD_DIM 1024
+
+// ---- Attention over the KV cache: tiles of queries sharing one KV head ----------
+// A tile is up to KERN_ATTN_MAX_Q query vectors (e.g. the query heads of one
+// grouped-query KV head, for a few consecutive tokens) that read K/V rows of the
+// same head through the same cell list; each K/V row is loaded once per tile
+// instead of once per query. Query r sees list positions [begin[r], end[r]).
+// Numerics are llama.cpp's without flash attention (exactly kern_attn_head's):
+// Q rounded to fp16, Q.K summed in float, softmax in float with a double sum,
+// probabilities rounded to fp16, P.V summed in float; only summation order differs.
+#define KERN_ATTN_MAX_Q 32
+
+struct kern_attn_tile {
+    int n_q;                              // queries, 1..KERN_ATTN_MAX_Q
+    const float *q[KERN_ATTN_MAX_Q];      // [n_q] -> [head_dim_k] query (not yet rounded)
+    float *out[KERN_ATTN_MAX_Q];          // [n_q] -> [head_dim_v] result
+    int32_t begin[KERN_ATTN_MAX_Q];       // [n_q] first visible list position
+    int32_t end[KERN_ATTN_MAX_Q];         // [n_q] one past the last visible position
+    const int32_t *cells;                 // [list length] cache cell of each list position
+    const fp16_t *k;                      // key of cell c: k + c * k_stride, [head_dim_k]
+    size_t k_stride;
+    const fp16_t *v;                      // value of cell c: v + c * v_stride, [head_dim_v]
+    size_t v_stride;
+    int64_t head_dim_k, head_dim_v;       // each <= KERN_MAX_HEAD_DIM
+    float scale;                          // multiplies q.k
+};
+
+// Floats of scratch kern_attn needs for a tile whose ranges span `span` list
+// positions (max end - min begin).
+static inline size_t kern_attn_scratch_floats(int64_t span, int64_t head_dim_k) {
+    return (size_t)KERN_ATTN_MAX_Q * (size_t)(span + head_dim_k);
+}
+
+// Attention of every query of the tile with ops' kernels: out[r] = softmax(scale *
+// q_r.K[visible]) . V[visible]; a query with no visible cell gets zeros.
+void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float *scratch);
+
+// The plain-C reference kernels (the generic level's attn_* entries).
+void kern_attn_qk_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, float *s,
+                      int64_t s_stride, float *qh);
+void kern_attn_softmax_ref(float *p, int64_t n);
+void kern_attn_pv_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, const float *p,
+                      int64_t p_stride, float *const *acc);
 
 // Attention of one query head over n_cells cached keys/values (fp16 rows):
 // out = softmax(scale * q.K[cells]) . V[cells]. scratch: [n_cells] floats.
 void kern_attn_head(const float *q, const fp16_t *k, size_t k_stride, const fp16_t *v,
                     size_t v_stride, const int32_t *cells, int64_t n_cells, int64_t head_dim_k,
                     int64_t head_dim_v, float scale, float *scratch, float *out);
+
+// Attention of one query head over float keys/values (no cache: encoders), as
+// ggml's non-flash path on f32 tensors: out = softmax(scale * q.K[rows]) . V[rows],
+// float products, softmax sum in double. scratch: [n_rows] floats.
+void kern_attn_head_f32(const float *q, const float *k, size_t k_stride, const float *v, size_t v_stride,
+                        const int32_t *rows, int64_t n_rows, int64_t head_dim, float scale, float *scratch,
+                        float *out);
 
 #endif

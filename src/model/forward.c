@@ -1,7 +1,9 @@
 // The batched forward pass of the decoder, written out step by step. Matrix
 // products go through kern_matmul (threaded inside); per-token steps are split
-// across the pool by token, attention by (token, head).
+// across the pool by token (or run on the caller for a single token), attention
+// by tiles of tokens x query heads sharing a KV head (kern_attn).
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +14,7 @@ int model_ctx_init(struct model_ctx *mc, const struct model *m, const struct ker
     memset(mc, 0, sizeof *mc);
     mc->model = m;
     mc->pool = pool;
-    if (kv_init(&mc->kv, &m->hp, n_ctx, n_seq_max, err)) return -1;
+    if (!m->hp.encoder && kv_init(&mc->kv, &m->hp, n_ctx, n_seq_max, err)) return -1; // encoders cache nothing
     if (kern_ctx_init(&mc->kc, ops, pool, err)) {
         kv_free(&mc->kv);
         return -1;
@@ -60,11 +62,6 @@ static int work_reserve(struct model_ctx *mc, int64_t n, llm_err *err) {
             return -1;
         w->cap_tokens = n;
     }
-    const int64_t scores = (int64_t)pool_size(mc->pool) * mc->kv.n_cells;
-    if (scores > w->scores_cap) {
-        if (grow((void **)&w->scores, (size_t)scores * sizeof(float), err)) return -1;
-        w->scores_cap = scores;
-    }
     return 0;
 }
 
@@ -76,15 +73,38 @@ struct token_view {
     int32_t begin_swa; // first cell inside the sliding window
 };
 
+// Attention work of one layer kind (full or sliding-window): tiles of tokens x
+// query heads that share a KV head, largest first; threads take them in turn.
+struct attn_item {
+    int32_t tok0, n_tok; // the tile's tokens: attn_plan.toks[tok0 .. tok0 + n_tok)
+    int32_t kvh;         // KV head
+    int32_t h0, n_h;     // query heads kvh * group + h0 .. + n_h
+    int64_t cost;        // queries x cells spanned
+};
+
+struct attn_plan {
+    struct attn_item *items; // [n_items <= n * n_head], by decreasing cost
+    int32_t n_items;
+    int32_t *toks;           // [n] batch indices, grouped into tiles
+    int32_t *tile_tok0;      // [n] (building) first entry of each token tile in toks
+    int32_t *tile_len;       // [n] (building) tokens per token tile
+    uint8_t *taken;          // [n] (building) token already in a tile
+    int64_t span_max;        // widest tile span (list positions), sizes the scratch
+};
+
 struct fwd {
     struct model_ctx *mc;
     const struct model_batch *b;
     const struct model_layer *layer;
+    const float *next_norm;   // attn_norm of the next layer (NULL after the last)
     int64_t il;
     struct token_view *views; // [n]
     int32_t *group_cells;     // [n_groups][n_cells] cells sorted by position
     int64_t n_out;
     const int32_t *out_rows;  // [n_out] batch indices whose logits are wanted
+    struct attn_plan plan[2]; // [0] full attention, [1] sliding window
+    const struct attn_plan *cur_plan;
+    atomic_int attn_next;     // next item of cur_plan to take
 };
 
 static int cmp_cell_pos(const void *a, const void *b, void *ctx) {
@@ -168,17 +188,8 @@ static void embed_job(void *ctx, int ith, int nth) {
         to_f32((const char *)m->tok_embd.data + (size_t)f->b->token[i] * m->tok_embd.row_bytes, x, e);
         if (m->hp.embed_scale)
             for (int64_t j = 0; j < e; j++) x[j] *= scale;
+        if (f->next_norm) kern_rmsnorm(f->mc->w.xn + i * e, x, f->next_norm, e, m->hp.norm_eps);
     }
-}
-
-static void attn_norm_job(void *ctx, int ith, int nth) {
-    struct fwd *f = ctx;
-    const int64_t e = f->mc->model->hp.n_embd;
-    long b0, b1;
-    pool_split(f->b->n, ith, nth, &b0, &b1);
-    for (long i = b0; i < b1; i++)
-        kern_rmsnorm(f->mc->w.xn + i * e, f->mc->w.x + i * e, f->layer->attn_norm, e,
-                     f->mc->model->hp.norm_eps);
 }
 
 // x += post_norm ? rmsnorm(t) * post_norm : t (t is overwritten).
@@ -203,11 +214,12 @@ static void ffn_norm_job(void *ctx, int ith, int nth) {
 static void ffn_act_job(void *ctx, int ith, int nth) {
     struct fwd *f = ctx;
     const struct model_hparams *hp = &f->mc->model->hp;
+    const struct kern_ops *ops = f->mc->kc.ops;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
         float *g = f->mc->w.gate + i * hp->n_ff, *u = f->mc->w.up + i * hp->n_ff;
-        if (hp->act == MODEL_ACT_GELU) kern_geglu(g, g, u, hp->n_ff);
+        if (hp->act == MODEL_ACT_GELU) (ops->geglu ? ops->geglu : kern_geglu)(g, g, u, hp->n_ff);
         else kern_swiglu(g, g, u, hp->n_ff);
     }
 }
@@ -218,8 +230,11 @@ static void ffn_out_job(void *ctx, int ith, int nth) {
     const int64_t e = hp->n_embd;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
-    for (long i = b0; i < b1; i++)
-        add_residual(f->mc->w.x + i * e, f->mc->w.tmp + i * e, f->layer->post_ffn_norm, e, hp->norm_eps);
+    for (long i = b0; i < b1; i++) {
+        float *x = f->mc->w.x + i * e;
+        add_residual(x, f->mc->w.tmp + i * e, f->layer->post_ffn_norm, e, hp->norm_eps);
+        if (f->next_norm) kern_rmsnorm(f->mc->w.xn + i * e, x, f->next_norm, e, hp->norm_eps);
+    }
 }
 
 static void add_bias(float *y, const float *bias, int64_t n) {
@@ -243,17 +258,19 @@ static void qkv_job(void *ctx, int ith, int nth) {
         add_bias(q, l->bq, qw);
         add_bias(k, l->bk, kw);
         add_bias(v, l->bv, vw);
+        float cs[KERN_MAX_HEAD_DIM]; // n_rot <= head_dim_k (checked at load)
+        kern_rope_angles(cs, hp->n_rot, f->b->pos[i], base, fscale);
         for (int64_t h = 0; h < hp->n_head; h++) {
             float *qh = q + h * hp->head_dim_k;
             if (l->q_norm) kern_rmsnorm(qh, qh, l->q_norm, hp->head_dim_k, hp->norm_eps);
-            kern_rope(qh, hp->n_rot, f->b->pos[i], base, fscale, hp->rope_neox);
+            kern_rope_apply(qh, hp->n_rot, cs, hp->rope_neox);
             if (hp->scale_q)
                 for (int64_t d = 0; d < hp->head_dim_k; d++) qh[d] *= hp->attn_scale;
         }
         for (int64_t h = 0; h < hp->n_head_kv; h++) {
             float *kh = k + h * hp->head_dim_k;
             if (l->k_norm) kern_rmsnorm(kh, kh, l->k_norm, hp->head_dim_k, hp->norm_eps);
-            kern_rope(kh, hp->n_rot, f->b->pos[i], base, fscale, hp->rope_neox);
+            kern_rope_apply(kh, hp->n_rot, cs, hp->rope_neox);
         }
         const size_t c = (size_t)(f->il * mc->kv.n_cells + mc->w.cell[i]);
         fp16_t *kc = mc->kv.k + c * (size_t)kw, *vc = mc->kv.v + c * (size_t)vw;
@@ -262,29 +279,121 @@ static void qkv_job(void *ctx, int ith, int nth) {
     }
 }
 
+// ---- Attention ------------------------------------------------------------------
+// Work items are tiles of up to KERN_ATTN_MAX_Q queries: consecutive tokens of one
+// sequence x the query heads of one KV head, so every K/V row is read once for
+// all of them. Causal masks make later tokens costlier, so items are sorted by
+// cost and handed out dynamically (longest first), which also absorbs a thread
+// that the OS delays.
+
+// A token joins the tile being built if the tile's cell span stays within this
+// many positions of every member's own range (masked positions are wasted work).
+enum { ATTN_TILE_SLACK = 64 };
+
+static int cmp_item_cost(const void *a, const void *b) {
+    const struct attn_item *x = a, *y = b;
+    if (x->cost != y->cost) return x->cost < y->cost ? 1 : -1;
+    return (x->tok0 > y->tok0) - (x->tok0 < y->tok0); // deterministic order
+}
+
+static int32_t view_begin(const struct token_view *tv, bool swa) { return swa ? tv->begin_swa : 0; }
+
+// Builds the tiles of one layer kind into plan's arrays (allocated by attn_plans_alloc).
+static void attn_plan_build(const struct fwd *f, bool swa, struct attn_plan *plan) {
+    const struct model_hparams *hp = &f->mc->model->hp;
+    const int32_t n = f->b->n;
+    const int group = (int)(hp->n_head / hp->n_head_kv);
+    const int heads_max = group < KERN_ATTN_MAX_Q ? group : KERN_ATTN_MAX_Q;
+    const int tok_max = KERN_ATTN_MAX_Q / heads_max;
+    // Token tiles: up to tok_max tokens of one sequence, in batch order, whose
+    // visible ranges are close (a prompt's consecutive tokens).
+    int32_t n_tiles = 0, n_toks = 0;
+    memset(plan->taken, 0, (size_t)n * sizeof *plan->taken);
+    for (int32_t i = 0; i < n; i++) {
+        if (plan->taken[i]) continue;
+        const struct token_view *v0 = &f->views[i];
+        int32_t lo = view_begin(v0, swa), hi = v0->end, min_len = hi - lo, cnt = 0;
+        plan->tile_tok0[n_tiles] = n_toks;
+        for (int32_t j = i; j < n && cnt < tok_max; j++) {
+            const struct token_view *vj = &f->views[j];
+            if (plan->taken[j] || vj->group != v0->group) continue;
+            const int32_t b = view_begin(vj, swa), e = vj->end;
+            const int32_t nlo = b < lo ? b : lo, nhi = e > hi ? e : hi;
+            const int32_t nmin = e - b < min_len ? e - b : min_len;
+            if (cnt > 0 && nhi - nlo > nmin + ATTN_TILE_SLACK) break;
+            lo = nlo, hi = nhi, min_len = nmin;
+            plan->taken[j] = 1;
+            plan->toks[n_toks++] = j;
+            cnt++;
+        }
+        plan->tile_len[n_tiles++] = cnt;
+    }
+    // Fewer tiles than threads (generation): split the query heads of a group,
+    // at the price of reading the K/V rows once per part.
+    int heads = heads_max;
+    const int64_t nth = pool_size(f->mc->pool);
+    while (heads > 1 && (int64_t)n_tiles * hp->n_head_kv * ((group + heads - 1) / heads) < nth)
+        heads = (heads + 1) / 2;
+    plan->n_items = 0;
+    plan->span_max = 0;
+    for (int32_t t = 0; t < n_tiles; t++) {
+        const int32_t tok0 = plan->tile_tok0[t], len = plan->tile_len[t];
+        int32_t lo = INT32_MAX, hi = 0;
+        for (int32_t k = tok0; k < tok0 + len; k++) {
+            const struct token_view *tv = &f->views[plan->toks[k]];
+            const int32_t b = view_begin(tv, swa);
+            lo = b < lo ? b : lo;
+            hi = tv->end > hi ? tv->end : hi;
+        }
+        const int64_t span = hi > lo ? hi - lo : 0;
+        if (span > plan->span_max) plan->span_max = span;
+        for (int32_t kvh = 0; kvh < hp->n_head_kv; kvh++)
+            for (int h0 = 0; h0 < group; h0 += heads) {
+                const int nh = group - h0 < heads ? group - h0 : heads;
+                plan->items[plan->n_items++] = (struct attn_item){
+                    .tok0 = tok0, .n_tok = len, .kvh = kvh, .h0 = h0, .n_h = nh,
+                    .cost = (span + 16) * len * nh}; // + per-query overhead
+            }
+    }
+    qsort(plan->items, (size_t)plan->n_items, sizeof *plan->items, cmp_item_cost);
+}
+
 static void attention_job(void *ctx, int ith, int nth) {
+    (void)nth;
     struct fwd *f = ctx;
     struct model_ctx *mc = f->mc;
     const struct model_hparams *hp = &mc->model->hp;
+    const struct attn_plan *plan = f->cur_plan;
     const int64_t n_cells = mc->kv.n_cells, group = hp->n_head / hp->n_head_kv;
-    const float scale = hp->scale_q ? 1.0f : hp->attn_scale;
-    float *scores = mc->w.scores + (size_t)ith * (size_t)n_cells;
-    long w0, w1;
-    pool_split((long)f->b->n * (long)hp->n_head, ith, nth, &w0, &w1);
-    for (long item = w0; item < w1; item++) {
-        const long i = item / hp->n_head, h = item % hp->n_head;
-        const struct token_view *tv = &f->views[i];
-        const int32_t *cells = f->group_cells + (size_t)tv->group * (size_t)n_cells;
-        const int32_t begin = f->layer->swa ? tv->begin_swa : 0;
-        const size_t layer_off = (size_t)(f->il * n_cells);
-        const int64_t kvh = h / group;
-        kern_attn_head(mc->w.q + i * hp->n_head * hp->head_dim_k + h * hp->head_dim_k,
-                       mc->kv.k + layer_off * (size_t)mc->kv.k_width + (size_t)(kvh * hp->head_dim_k),
-                       (size_t)mc->kv.k_width,
-                       mc->kv.v + layer_off * (size_t)mc->kv.v_width + (size_t)(kvh * hp->head_dim_v),
-                       (size_t)mc->kv.v_width, cells + begin, tv->end - begin, hp->head_dim_k,
-                       hp->head_dim_v, scale, scores,
-                       mc->w.att + i * hp->n_head * hp->head_dim_v + h * hp->head_dim_v);
+    const int64_t dk = hp->head_dim_k, dv = hp->head_dim_v;
+    const size_t layer_off = (size_t)(f->il * n_cells);
+    const bool swa = f->layer->swa;
+    float *scratch = mc->w.scores + (size_t)ith * kern_attn_scratch_floats(plan->span_max, dk);
+    struct kern_attn_tile t;
+    t.k_stride = (size_t)mc->kv.k_width;
+    t.v_stride = (size_t)mc->kv.v_width;
+    t.head_dim_k = dk;
+    t.head_dim_v = dv;
+    t.scale = hp->scale_q ? 1.0f : hp->attn_scale;
+    for (int idx; (idx = atomic_fetch_add_explicit(&f->attn_next, 1, memory_order_relaxed)) < plan->n_items;) {
+        const struct attn_item *it = &plan->items[idx];
+        t.n_q = it->n_tok * it->n_h;
+        t.k = mc->kv.k + layer_off * t.k_stride + (size_t)(it->kvh * dk);
+        t.v = mc->kv.v + layer_off * t.v_stride + (size_t)(it->kvh * dv);
+        int r = 0;
+        for (int32_t k = it->tok0; k < it->tok0 + it->n_tok; k++) {
+            const int32_t i = plan->toks[k];
+            const struct token_view *tv = &f->views[i];
+            t.cells = f->group_cells + (size_t)tv->group * (size_t)n_cells; // one group per tile
+            for (int hh = 0; hh < it->n_h; hh++, r++) {
+                const int64_t h = it->kvh * group + it->h0 + hh;
+                t.q[r] = mc->w.q + (i * hp->n_head + h) * dk;
+                t.out[r] = mc->w.att + (i * hp->n_head + h) * dv;
+                t.begin[r] = view_begin(tv, swa);
+                t.end[r] = tv->end;
+            }
+        }
+        kern_attn(mc->kc.ops, &t, scratch);
     }
 }
 
@@ -313,7 +422,64 @@ static int check_batch(const struct model_ctx *mc, const struct model_batch *b, 
     return 0;
 }
 
+// Per-token steps over few values (a generated token's norms, activations, RoPE)
+// cost less on the calling thread than waking the pool.
+enum { SERIAL_VALUES = 4096 };
+
+static void run_tokens(struct fwd *f, pool_fn fn, int64_t values_per_token) {
+    if ((int64_t)f->b->n * values_per_token < SERIAL_VALUES) fn(f, 0, 1);
+    else pool_run(f->mc->pool, fn, f);
+}
+
+// Attention plans of both layer kinds present, and the scratch their tiles need.
+static int attn_plans_prepare(struct fwd *f, llm_err *err) {
+    struct model_ctx *mc = f->mc;
+    const struct model_hparams *hp = &mc->model->hp;
+    const size_t n = (size_t)f->b->n;
+    bool kinds[2] = {false, false};
+    for (int64_t il = 0; il < hp->n_layer; il++) kinds[mc->model->layers[il].swa ? 1 : 0] = true;
+    int64_t span_max = 0;
+    for (int k = 0; k < 2; k++) {
+        if (!kinds[k]) continue;
+        struct attn_plan *p = &f->plan[k];
+        p->items = malloc(n * (size_t)hp->n_head * sizeof *p->items);
+        p->toks = malloc(n * 3 * sizeof *p->toks);
+        p->taken = malloc(n);
+        if (!p->items || !p->toks || !p->taken) return err_set(err, "out of memory (attention plan)");
+        p->tile_tok0 = p->toks + n;
+        p->tile_len = p->toks + 2 * n;
+        attn_plan_build(f, k == 1, p);
+        if (p->span_max > span_max) span_max = p->span_max;
+    }
+    const int64_t need = (int64_t)pool_size(mc->pool) * (int64_t)kern_attn_scratch_floats(span_max, hp->head_dim_k);
+    if (need > mc->w.scores_cap) {
+        if (grow((void **)&mc->w.scores, (size_t)need * sizeof(float), err)) return -1;
+        mc->w.scores_cap = need;
+    }
+    return 0;
+}
+
+static void attn_plans_free(struct fwd *f) {
+    for (int k = 0; k < 2; k++) {
+        free(f->plan[k].items);
+        free(f->plan[k].toks);
+        free(f->plan[k].taken);
+    }
+}
+
+static void run_attention(struct fwd *f) {
+    const struct model_hparams *hp = &f->mc->model->hp;
+    f->cur_plan = &f->plan[f->layer->swa ? 1 : 0];
+    atomic_store_explicit(&f->attn_next, 0, memory_order_relaxed);
+    int64_t cost = 0; // queries x cells
+    for (int32_t i = 0; i < f->cur_plan->n_items; i++) cost += f->cur_plan->items[i].cost;
+    if (cost * (hp->head_dim_k + hp->head_dim_v) < (1 << 19)) attention_job(f, 0, 1);
+    else pool_run(f->mc->pool, attention_job, f);
+}
+
 int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logits, llm_err *err) {
+    if (mc->model->hp.encoder)
+        return err_set(err, "%s is an encoder (embeddings only): it cannot decode", mc->model->hp.arch_name);
     if (check_batch(mc, b, err) || work_reserve(mc, b->n, err)) return -1;
     const struct model *m = mc->model;
     const struct model_hparams *hp = &m->hp;
@@ -329,29 +495,36 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logit
     for (int32_t i = 0; i < b->n; i++)
         if (b->logits ? b->logits[i] : i == b->n - 1) out_rows[f.n_out++] = i;
     int rc = -1;
-    if (place_tokens(mc, b, views, &f.group_cells, err)) goto done;
-    pool_run(mc->pool, embed_job, &f);
+    if (place_tokens(mc, b, views, &f.group_cells, err) || attn_plans_prepare(&f, err)) goto done;
     const int64_t n = b->n, qw = hp->n_head * hp->head_dim_k;
+    // Each per-token job also does the first step of the next block where it can
+    // (the embedding and the FFN's residual add normalise for the next layer).
+    f.next_norm = m->layers[0].attn_norm;
+    run_tokens(&f, embed_job, hp->n_embd);
     for (f.il = 0; f.il < hp->n_layer; f.il++) {
         const struct model_layer *l = f.layer = &m->layers[f.il];
-        pool_run(mc->pool, attn_norm_job, &f);
+        f.next_norm = f.il + 1 < hp->n_layer ? m->layers[f.il + 1].attn_norm : NULL;
         if (kern_matmul(&mc->kc, &l->wq, w->xn, n, w->q, qw, err) ||
             kern_matmul(&mc->kc, &l->wk, w->xn, n, w->k, mc->kv.k_width, err) ||
             kern_matmul(&mc->kc, &l->wv, w->xn, n, w->v, mc->kv.v_width, err))
             goto done;
-        pool_run(mc->pool, qkv_job, &f);
-        pool_run(mc->pool, attention_job, &f);
+        run_tokens(&f, qkv_job, qw + mc->kv.k_width + mc->kv.v_width);
+        run_attention(&f);
         if (kern_matmul(&mc->kc, &l->wo, w->att, n, w->tmp, hp->n_embd, err)) goto done;
-        pool_run(mc->pool, ffn_norm_job, &f);
+        run_tokens(&f, ffn_norm_job, hp->n_embd);
         if (kern_matmul(&mc->kc, &l->ffn_gate, w->xn, n, w->gate, hp->n_ff, err) ||
             kern_matmul(&mc->kc, &l->ffn_up, w->xn, n, w->up, hp->n_ff, err))
             goto done;
-        pool_run(mc->pool, ffn_act_job, &f);
+        run_tokens(&f, ffn_act_job, hp->n_ff);
         if (kern_matmul(&mc->kc, &l->ffn_down, w->gate, n, w->tmp, hp->n_embd, err)) goto done;
-        pool_run(mc->pool, ffn_out_job, &f);
+        run_tokens(&f, ffn_out_job, hp->n_embd);
+    }
+    if (f.n_out && (logits || b->hidden)) {
+        if (f.n_out * hp->n_embd < SERIAL_VALUES) output_norm_job(&f, 0, 1);
+        else pool_run(mc->pool, output_norm_job, &f);
+        if (b->hidden) memcpy(b->hidden, w->out, (size_t)(f.n_out * hp->n_embd) * sizeof(float));
     }
     if (f.n_out && logits) {
-        pool_run(mc->pool, output_norm_job, &f);
         if (kern_matmul(&mc->kc, &m->output, w->out, f.n_out, logits, hp->n_vocab, err)) goto done;
         if (hp->logit_softcap > 0) {
             const float cap = hp->logit_softcap;
@@ -362,6 +535,7 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logit
 done:
     if (rc < 0) // leave no half-written tokens behind
         for (int32_t i = 0; i < b->n; i++) kv_seq_rm(&mc->kv, b->seq[i], b->pos[i], b->pos[i] + 1);
+    attn_plans_free(&f);
     free(views);
     free(out_rows);
     return rc;

@@ -17,6 +17,8 @@ static const struct arch_info ARCHS[] = {
     {"qwen2", MODEL_ARCH_QWEN2},
     {"qwen3", MODEL_ARCH_QWEN3},
     {"gemma3", MODEL_ARCH_GEMMA3},
+    {"bert", MODEL_ARCH_BERT},
+    {"nomic-bert", MODEL_ARCH_NOMIC_BERT},
 };
 
 // Reads "<arch>.<suffix>" as an integer; required keys must be present and > 0.
@@ -45,6 +47,19 @@ static int get_arch_float(const struct model *m, const char *suffix, float *out,
     return 0;
 }
 
+// "<arch>.pooling_type": how the model's embeddings are pooled (absent or none: the engine's default).
+static int read_pooling(struct model *m, llm_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.pooling_type", m->hp.arch_name);
+    int64_t v = 0;
+    if (gguf_get_int(&m->file, key, &v, err) < 0) return -1;
+    if (v < 0 || v > MODEL_POOL_LAST)
+        return err_set(err, "metadata key '%s' = %lld: only none (0), mean (1), cls (2) and last (3) are supported",
+                       key, (long long)v);
+    m->hp.pooling = (enum model_pooling)v;
+    return 0;
+}
+
 static int read_hparams(struct model *m, llm_err *err) {
     struct model_hparams *hp = &m->hp;
     struct gguf_str arch;
@@ -59,7 +74,7 @@ static int read_hparams(struct model *m, llm_err *err) {
         }
     if (!hp->arch_name) {
         char name[64];
-        return err_set(err, "unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma3)",
+        return err_set(err, "unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma3, bert, nomic-bert)",
                        gguf_str_copy(name, sizeof name, arch));
     }
     if (get_arch_int(m, "embedding_length", &hp->n_embd, true, err) ||
@@ -125,8 +140,16 @@ static int read_hparams(struct model *m, llm_err *err) {
             hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
         if (get_arch_int(m, "attention.sliding_window", &hp->n_swa, false, err)) return -1;
         break;
+    case MODEL_ARCH_BERT:
+    case MODEL_ARCH_NOMIC_BERT:
+        hp->encoder = true;
+        hp->act = hp->arch == MODEL_ARCH_BERT ? MODEL_ACT_GELU : MODEL_ACT_SILU; // nomic: SwiGLU
+        hp->rope_neox = true; // nomic-bert rotates q/k (NEOX pairs); bert has absolute positions
+        hp->norm_eps = 1e-12f;
+        if (get_arch_float(m, "attention.layer_norm_epsilon", &hp->norm_eps, err)) return -1;
+        break;
     }
-    return 0;
+    return read_pooling(m, err);
 }
 
 // Binds tensor `name` as a matrix of rows x cols (any supported weight type).
@@ -198,6 +221,62 @@ static int bind_layer(struct model *m, int il, llm_err *err) {
     return 0;
 }
 
+// The tensors of a BERT-style encoder, named as llama.cpp's converter writes them.
+static int bind_encoder(struct model *m, llm_err *err) {
+    const struct model_hparams *hp = &m->hp;
+    struct model_encoder *enc = &m->enc;
+    const int64_t e = hp->n_embd;
+    const bool nomic = hp->arch == MODEL_ARCH_NOMIC_BERT;
+    if (hp->n_head_kv != hp->n_head || hp->head_dim_k * hp->n_head != e || hp->head_dim_v != hp->head_dim_k)
+        return err_set(err, "%s: expected %lld heads of width %lld for n_embd %lld", hp->arch_name,
+                       (long long)hp->n_head, (long long)(e / hp->n_head), (long long)e);
+    const struct gguf_tensor *types = gguf_find_tensor(&m->file, "token_types.weight");
+    if (bind_mat(m, "position_embd.weight", e, hp->n_ctx_train, !nomic, &enc->pos_embd, err) ||
+        bind_mat(m, "token_types.weight", e, types && types->n_dims == 2 ? types->ne[1] : 1, false,
+                 &enc->type_embd, err) ||
+        bind_vec(m, "token_embd_norm.weight", e, true, &enc->embd_norm, err) ||
+        bind_vec(m, "token_embd_norm.bias", e, true, &enc->embd_norm_b, err))
+        return -1;
+    if ((enc->pos_embd.data && !quant_get(enc->pos_embd.type)->to_f32) ||
+        (enc->type_embd.data && !quant_get(enc->type_embd.type)->to_f32))
+        return err_set(err, "position_embd/token_types weight type cannot be dequantized");
+    enc->n_pos = hp->n_ctx_train;
+    enc->layers = calloc((size_t)hp->n_layer, sizeof *enc->layers);
+    if (!enc->layers) return err_set(err, "out of memory");
+    char name[96];
+    for (int il = 0; il < hp->n_layer; il++) {
+        struct model_layer *l = &m->layers[il];
+        struct model_enc_layer *el = &enc->layers[il];
+#define T(suffix) (snprintf(name, sizeof name, "blk.%d.%s", il, suffix), name)
+        // One fused q|k|v matrix if the file has it, else three.
+        if (bind_mat(m, T("attn_qkv.weight"), e, 3 * e, false, &el->wqkv, err) ||
+            bind_vec(m, T("attn_qkv.bias"), 3 * e, false, &el->bqkv, err))
+            return -1;
+        const bool sep = !el->wqkv.data;
+        if (bind_mat(m, T("attn_q.weight"), e, e, sep, &l->wq, err) ||
+            bind_mat(m, T("attn_k.weight"), e, e, sep, &l->wk, err) ||
+            bind_mat(m, T("attn_v.weight"), e, e, sep, &l->wv, err) ||
+            bind_vec(m, T("attn_q.bias"), e, false, &l->bq, err) ||
+            bind_vec(m, T("attn_k.bias"), e, false, &l->bk, err) ||
+            bind_vec(m, T("attn_v.bias"), e, false, &l->bv, err) ||
+            bind_mat(m, T("attn_output.weight"), e, e, true, &l->wo, err) ||
+            bind_vec(m, T("attn_output.bias"), e, false, &el->bo, err) ||
+            bind_vec(m, T("attn_output_norm.weight"), e, true, &el->attn_out_norm, err) ||
+            bind_vec(m, T("attn_output_norm.bias"), e, true, &el->attn_out_norm_b, err) ||
+            bind_mat(m, T("ffn_gate.weight"), e, hp->n_ff, nomic, &l->ffn_gate, err) ||
+            bind_mat(m, T("ffn_up.weight"), e, hp->n_ff, true, &l->ffn_up, err) ||
+            bind_vec(m, T("ffn_up.bias"), hp->n_ff, false, &el->ffn_up_b, err) ||
+            bind_mat(m, T("ffn_down.weight"), hp->n_ff, e, true, &l->ffn_down, err) ||
+            bind_vec(m, T("ffn_down.bias"), e, false, &el->ffn_down_b, err) ||
+            bind_vec(m, T("layer_output_norm.weight"), e, true, &el->out_norm, err) ||
+            bind_vec(m, T("layer_output_norm.bias"), e, true, &el->out_norm_b, err))
+            return -1;
+#undef T
+        if (!nomic) l->ffn_gate.data = NULL; // bert's FFN is up -> GELU -> down
+    }
+    return 0;
+}
+
 // Which layers use the sliding window: "<arch>.attention.sliding_window_pattern"
 // as a per-layer bool array, or a period n (every n-th layer global; default 6).
 static int read_swa_layers(struct model *m, llm_err *err) {
@@ -234,10 +313,10 @@ int model_load(struct model *m, const char *path, llm_err *err) {
     }
     hp->n_vocab = emb->ne[1];
     if (bind_mat(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err) ||
-        bind_vec(m, "output_norm.weight", hp->n_embd, true, &m->output_norm, err) ||
-        bind_mat(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err))
+        (!hp->encoder && bind_vec(m, "output_norm.weight", hp->n_embd, true, &m->output_norm, err)) ||
+        (!hp->encoder && bind_mat(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err)))
         goto fail;
-    if (!m->output.data) m->output = m->tok_embd; // tied embeddings
+    if (!m->output.data) m->output = m->tok_embd; // tied embeddings (encoders: unused)
     if (!quant_get(m->tok_embd.type)->to_f32) {
         err_set(err, "token_embd.weight type cannot be dequantized");
         goto fail;
@@ -247,8 +326,12 @@ int model_load(struct model *m, const char *path, llm_err *err) {
         err_set(err, "out of memory");
         goto fail;
     }
-    for (int il = 0; il < hp->n_layer; il++)
-        if (bind_layer(m, il, err)) goto fail;
+    if (hp->encoder) {
+        if (bind_encoder(m, err)) goto fail;
+    } else {
+        for (int il = 0; il < hp->n_layer; il++)
+            if (bind_layer(m, il, err)) goto fail;
+    }
     if (read_swa_layers(m, err)) goto fail;
     return 0;
 fail:
@@ -259,6 +342,7 @@ fail:
 
 void model_free(struct model *m) {
     free(m->layers);
+    free(m->enc.layers);
     gguf_close(&m->file);
     memset(m, 0, sizeof *m);
 }

@@ -11,9 +11,19 @@
 #include "gguf/gguf.h"
 #include "kern/kern.h"
 
-enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_GEMMA3 };
+enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_GEMMA3, MODEL_ARCH_BERT,
+                  MODEL_ARCH_NOMIC_BERT };
 
 enum model_act { MODEL_ACT_SILU, MODEL_ACT_GELU };
+
+// How an embedding is made from a sequence's final hidden states; the values
+// 1..3 are GGUF's <arch>.pooling_type (llama_pooling_type).
+enum model_pooling {
+    MODEL_POOL_DEFAULT = 0, // not named by the file (or "none"): the engine picks mean
+    MODEL_POOL_MEAN = 1,
+    MODEL_POOL_CLS = 2,     // first token
+    MODEL_POOL_LAST = 3,    // last token
+};
 
 struct model_hparams {
     enum model_arch arch;
@@ -42,6 +52,8 @@ struct model_hparams {
     float attn_scale;       // multiplies q.k
     float logit_softcap;    // 0 = none
     int64_t n_swa;          // sliding window (0 = none)
+    bool encoder;           // bert, nomic-bert: attention over the whole sequence, no KV cache (encoder.c)
+    enum model_pooling pooling; // <arch>.pooling_type
 };
 
 struct model_layer {
@@ -61,13 +73,36 @@ struct model_layer {
     bool swa;                    // sliding-window layer
 };
 
+// What an encoder has besides model_layer's q/k/v/o (with biases), ffn_up/ffn_down
+// (and ffn_gate: nomic-bert's SwiGLU): LayerNorms with biases, FFN biases, and
+// optionally one fused q|k|v projection instead of model_layer's wq/wk/wv.
+struct model_enc_layer {
+    struct kern_mat wqkv;                    // [3*n_embd][n_embd] rows q, k, v (data NULL: separate)
+    const float *bqkv;                       // [3*n_embd] or NULL
+    const float *bo;                         // [n_embd] attn_output bias or NULL
+    const float *attn_out_norm, *attn_out_norm_b; // [n_embd] LayerNorm after attention + residual
+    const float *ffn_up_b;                   // [n_ff] or NULL
+    const float *ffn_down_b;                 // [n_embd] or NULL
+    const float *out_norm, *out_norm_b;      // [n_embd] LayerNorm after FFN + residual
+};
+
+struct model_encoder {
+    struct kern_mat pos_embd;                // [n_ctx_train][n_embd] absolute positions (bert; nomic-bert
+                                             // rotates q/k instead: data NULL)
+    int64_t n_pos;                           // positions a sequence may use
+    struct kern_mat type_embd;               // [n_token_types][n_embd]; row 0 added to every token (data NULL: none)
+    const float *embd_norm, *embd_norm_b;    // [n_embd] LayerNorm of the summed embeddings
+    struct model_enc_layer *layers;          // [n_layer]
+};
+
 struct model {
     struct gguf_file file;       // owns the mapping every weight points into
     struct model_hparams hp;
     struct kern_mat tok_embd;    // [n_vocab][n_embd]
-    const float *output_norm;    // [n_embd]
-    struct kern_mat output;      // [n_vocab][n_embd] (may be tok_embd)
+    const float *output_norm;    // [n_embd] (decoders)
+    struct kern_mat output;      // [n_vocab][n_embd] (may be tok_embd; decoders)
     struct model_layer *layers;  // [n_layer]
+    struct model_encoder enc;    // hp.encoder only
     uint64_t n_params;
 };
 
@@ -108,6 +143,8 @@ struct model_batch {
     const int32_t *pos;    // [n]
     const int32_t *seq;    // [n]
     const bool *logits;    // [n] whether this token's logits are wanted (NULL: last only)
+    float *hidden;         // NULL, or [n_out][n_embd]: receives the final hidden states (after
+                           // the output norm) of the tokens that want logits, in batch order
 };
 
 // Scratch buffers of the forward pass, grown on demand.
@@ -125,8 +162,8 @@ struct model_work {
     int32_t *cell;   // [n] cache cell each token was stored in
     int32_t *vis;    // [n_seq_groups][n_cells] visible cells per sequence, sorted by position
     int64_t vis_cap;
-    float *scores;   // [n_threads][n_cells]
-    int64_t scores_cap;
+    float *scores;   // [n_threads][kern_attn_scratch_floats(span, head_dim_k)] attention scratch
+    int64_t scores_cap; // floats
     float *out;      // [n_out][n_embd]
 };
 
@@ -146,5 +183,16 @@ void model_ctx_free(struct model_ctx *mc);
 // the tokens that want them, in batch order, to logits ([n_out][n_vocab]).
 // Returns the number of logit rows written, or -1 (cache full, bad token...).
 int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logits, llm_err *err);
+
+// ---- Encoder (encoder.c) ----------------------------------------------------
+// Runs a batch through an encoder model (hp.encoder): each token attends to
+// every token of its own sequence in the batch, so a sequence must be whole in
+// one call; positions index the position embeddings (< n_ctx_train). Nothing is
+// cached. Writes the final hidden states of every token to hidden ([n][n_embd]).
+int model_encode(struct model_ctx *mc, const struct model_batch *b, float *hidden, llm_err *err);
+
+// out[d] = the pooled value of rows x[0..n) ([n][n_embd]) as llama.cpp pools:
+// mean (sum of x * 1/n), first row (CLS) or last row.
+void model_pool(enum model_pooling pooling, const float *x, int64_t n, int64_t n_embd, float *out);
 
 #endif

@@ -244,16 +244,19 @@ void quant_q8_0_to_f32(const void *restrict src, float *restrict dst, int64_t n)
     }
 }
 
-// Shared by Q8_0 and Q8_1: d = amax/127, q = round-half-away(x/d). Returns d
-// (before fp16 rounding) and the sum of the quants.
+// Shared by Q8_0 and Q8_1: d = amax/127, q = x * (127/amax) rounded half to even.
+// That is how llama.cpp's x86 SIMD code quantizes activations (its scalar reference
+// uses 1/d and rounds halves away); the real default model's massive activations
+// make the last-bit difference visible in the logits, so every level does this.
+// Returns d (before fp16 rounding) and the sum of the quants.
 static float quantize_q8_block(const float *x, int8_t *qs, int *sum_out) {
     float amax = 0.0f;
     for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
     const float d = amax / 127;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     int sum = 0;
     for (int j = 0; j < QK; j++) {
-        qs[j] = (int8_t)roundf(x[j] * id);
+        qs[j] = (int8_t)nearbyintf(x[j] * id);
         sum += qs[j];
     }
     *sum_out = sum;

@@ -2,6 +2,7 @@
 
 #include "base/cpu.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,17 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     }
     const struct model_hparams *hp = &e->model.hp;
     if (e->p.n_ctx <= 0) e->p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (hp->encoder && e->p.n_ctx > e->model.enc.n_pos) {
+        err_set(err, "%s: context %lld exceeds the %lld positions of this encoder", p->model_path,
+                (long long)e->p.n_ctx, (long long)e->model.enc.n_pos);
+        goto fail;
+    }
+    if (e->p.pooling == MODEL_POOL_DEFAULT) e->p.pooling = hp->pooling;
+    if (e->p.pooling == MODEL_POOL_DEFAULT) e->p.pooling = MODEL_POOL_MEAN;
+    if (e->p.pooling < MODEL_POOL_MEAN || e->p.pooling > MODEL_POOL_LAST) {
+        err_set(err, "pooling type %d is not mean, cls or last", (int)e->p.pooling);
+        goto fail;
+    }
     struct tok_load_opts opts = {.allow_unknown_pre = p->allow_unknown_pre};
     if (tok_load_ex(&e->vocab, &e->model.file, &opts, err)) {
         err_prefix(err, "%s", p->model_path);
@@ -110,7 +122,7 @@ int engine_decode(struct engine *e, const struct engine_batch *b, llm_err *err) 
     int64_t row = 0;
     for (int32_t start = 0; start < b->n; start += e->p.n_batch) {
         const int32_t n = b->n - start < e->p.n_batch ? b->n - start : e->p.n_batch;
-        struct model_batch mb = {n, b->token + start, b->pos + start, b->seq + start, b->logits + start};
+        struct model_batch mb = {n, b->token + start, b->pos + start, b->seq + start, b->logits + start, NULL};
         int got = model_decode(&e->mc, &mb, e->logits + row * n_vocab, err);
         if (got < 0) return -1;
         row += got;
@@ -141,6 +153,100 @@ int engine_tokenize(const struct engine *e, const char *text, size_t len, bool a
         free(ids);
         cap = n;
     }
+}
+
+int64_t engine_n_embd(const struct engine *e) { return e->model.hp.n_embd; }
+bool engine_is_encoder(const struct engine *e) { return e->model.hp.encoder; }
+enum model_pooling engine_pooling(const struct engine *e) { return e->p.pooling; }
+
+const char *engine_pooling_name(enum model_pooling p) {
+    switch (p) {
+    case MODEL_POOL_MEAN: return "mean";
+    case MODEL_POOL_CLS: return "cls";
+    case MODEL_POOL_LAST: return "last";
+    default: return "default";
+    }
+}
+
+int64_t engine_embed_max_tokens(const struct engine *e) { return e->p.n_ctx; }
+
+// Runs sequences [s0, s1) of engine_embed_batch in one forward pass and pools them.
+static int embed_pass(struct engine *e, const int32_t *const *tokens, const int32_t *n_tokens, int32_t s0,
+                      int32_t s1, int64_t total, float *out, llm_err *err) {
+    const int64_t n_embd = e->model.hp.n_embd;
+    const bool decoder = !e->model.hp.encoder;
+    int32_t *ints = malloc((size_t)total * 3 * sizeof(int32_t));
+    bool *want = malloc((size_t)total * sizeof(bool));
+    float *hidden = malloc((size_t)(total * n_embd) * sizeof(float));
+    if (!ints || !want || !hidden) {
+        free(ints), free(want), free(hidden);
+        return err_set(err, "out of memory embedding %lld tokens", (long long)total);
+    }
+    int32_t *tok = ints, *pos = ints + total, *seq = ints + 2 * total;
+    int64_t i = 0;
+    for (int32_t s = s0; s < s1; s++)
+        for (int32_t j = 0; j < n_tokens[s]; j++, i++) {
+            tok[i] = tokens[s][j];
+            pos[i] = j;
+            seq[i] = s - s0;
+            want[i] = true;
+        }
+    struct model_batch mb = {(int32_t)total, tok, pos, seq, want, hidden};
+    int rc;
+    if (decoder) { // the cache must hold only this pass's sequences, and keeps nothing after
+        for (int32_t s = 0; s < s1 - s0; s++) kv_seq_rm(&e->mc.kv, s, 0, -1);
+        rc = model_decode(&e->mc, &mb, NULL, err) < 0 ? -1 : 0;
+        for (int32_t s = 0; s < s1 - s0; s++) kv_seq_rm(&e->mc.kv, s, 0, -1);
+    } else {
+        rc = model_encode(&e->mc, &mb, hidden, err);
+    }
+    if (rc == 0) {
+        const float *h = hidden;
+        for (int32_t s = s0; s < s1; s++) {
+            model_pool(e->p.pooling, h, n_tokens[s], n_embd, out + (size_t)s * (size_t)n_embd);
+            h += (size_t)n_tokens[s] * (size_t)n_embd;
+        }
+    }
+    free(ints), free(want), free(hidden);
+    return rc;
+}
+
+int engine_embed_batch(struct engine *e, const int32_t *const *tokens, const int32_t *n_tokens, int32_t n_seqs,
+                       bool normalize, float *out, llm_err *err) {
+    if (!e->pool) return err_set(err, "this engine holds only a vocabulary");
+    if (n_seqs <= 0) return err_set(err, "nothing to embed");
+    const int64_t max = engine_embed_max_tokens(e), n_embd = e->model.hp.n_embd;
+    for (int32_t s = 0; s < n_seqs; s++) {
+        if (n_tokens[s] <= 0) return err_set(err, "input %d has no tokens", s);
+        if (n_tokens[s] > max)
+            return err_set(err, "input %d is %d tokens, more than the %lld this model %s", s, n_tokens[s],
+                           (long long)max, e->model.hp.encoder ? "has positions for" : "context holds (raise -c)");
+    }
+    // Whole sequences per pass (attention sees the whole sequence at once), as many
+    // as fit n_batch tokens; a decoder also needs a cache sequence id for each.
+    const bool decoder = !e->model.hp.encoder;
+    for (int32_t s0 = 0; s0 < n_seqs;) {
+        int64_t total = n_tokens[s0];
+        int32_t s1 = s0 + 1;
+        while (s1 < n_seqs && total + n_tokens[s1] <= e->p.n_batch &&
+               (!decoder || (s1 - s0 < e->mc.kv.n_seq_max && total + n_tokens[s1] <= e->mc.kv.n_cells)))
+            total += n_tokens[s1++];
+        if (embed_pass(e, tokens, n_tokens, s0, s1, total, out, err)) return -1;
+        s0 = s1;
+    }
+    if (normalize)
+        for (int32_t s = 0; s < n_seqs; s++) {
+            float *v = out + (size_t)s * (size_t)n_embd;
+            double sum = 0;
+            for (int64_t d = 0; d < n_embd; d++) sum += (double)v[d] * v[d];
+            if (sum > 0)
+                for (int64_t d = 0; d < n_embd; d++) v[d] = (float)(v[d] / sqrt(sum));
+        }
+    return 0;
+}
+
+int engine_embed(struct engine *e, const int32_t *tokens, int32_t n, float *out, bool normalize, llm_err *err) {
+    return engine_embed_batch(e, &tokens, &n, 1, normalize, out, err);
 }
 
 int engine_batch_init(struct engine_batch *b, int32_t cap, llm_err *err) {

@@ -20,6 +20,7 @@ struct engine_params {
     int32_t n_batch;     // tokens per forward pass when a batch is split; <= 0: 512
     const char *cpu_level; // cap on the kernel level (NULL: $LLMFILE_CPU_LEVEL, else the best)
     bool allow_unknown_pre; // an unknown BPE pre-tokenizer falls back to the default one
+    enum model_pooling pooling; // embeddings: MODEL_POOL_DEFAULT = the model's <arch>.pooling_type, else mean
 };
 
 struct engine_batch {
@@ -58,6 +59,26 @@ int32_t engine_seq_pos_max(const struct engine *e, int32_t seq);
 // Tokenizes text; returns a malloc'd array in *out and its length, or -1.
 int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_special,
                     bool parse_special, int32_t **out, llm_err *err);
+
+// ---- Embeddings ---------------------------------------------------------------
+// Encoders (bert) run without a KV cache; decoders embed from their final hidden
+// states after the output norm (causal attention), as llama.cpp does with
+// embeddings on. Each sequence is pooled (engine_pooling) into n_embd floats.
+int64_t engine_n_embd(const struct engine *e);
+bool engine_is_encoder(const struct engine *e);
+enum model_pooling engine_pooling(const struct engine *e); // mean, cls or last: what engine_embed uses
+const char *engine_pooling_name(enum model_pooling p);      // "mean", "cls", "last"
+// Longest sequence engine_embed takes: an encoder's positions (<= n_ctx), else n_ctx.
+int64_t engine_embed_max_tokens(const struct engine *e);
+
+// Embeds n_seqs token sequences into out ([n_seqs][n_embd]), L2-normalised when
+// normalize (a zero vector stays zero). Several sequences share a forward pass
+// up to n_batch tokens (decoders: up to n_seq_max sequences). For a decoder
+// this uses the KV cache: sequences 0..n_seq_max-1 are cleared before and after.
+int engine_embed_batch(struct engine *e, const int32_t *const *tokens, const int32_t *n_tokens, int32_t n_seqs,
+                       bool normalize, float *out, llm_err *err);
+// One sequence: out [n_embd].
+int engine_embed(struct engine *e, const int32_t *tokens, int32_t n, float *out, bool normalize, llm_err *err);
 
 // Batch helpers.
 int  engine_batch_init(struct engine_batch *b, int32_t cap, llm_err *err);

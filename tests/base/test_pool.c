@@ -2,6 +2,7 @@
 #include "check.h"
 
 #include <stdatomic.h>
+#include <time.h>
 
 struct job {
     long n;
@@ -17,7 +18,54 @@ static void visit(void *ctx, int ith, int nth) {
     atomic_fetch_add(&j->calls, 1);
 }
 
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_us(long us) {
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+// Thread ith sleeps us[ith] microseconds: one thread finishing long after the
+// others sends the caller (or the workers) past spinning into a blocking wait.
+struct slow_job {
+    long us[4];
+    atomic_int calls;
+};
+
+static void slow(void *ctx, int ith, int nth) {
+    (void)nth;
+    struct slow_job *j = ctx;
+    if (j->us[ith]) sleep_us(j->us[ith]);
+    atomic_fetch_add(&j->calls, 1);
+}
+
 int main(void) {
+    {
+        // Waits longer than the spinning phase, on either side, still end.
+        struct pool *p;
+        llm_err err;
+        CHECK(pool_create(&p, 3, &err) == 0, "create: %s", err.msg);
+        for (int round = 0; round < 12; round++) {
+            struct slow_job j = {.us = {0, 0, 0, 0}};
+            j.us[round % 3] = round % 2 ? 3000 : 200; // caller or a worker is late
+            pool_run(p, slow, &j);
+            CHECK(atomic_load(&j.calls) == 3, "round %d: %d calls", round, atomic_load(&j.calls));
+            if (round % 4 == 3) sleep_us(5000); // workers fall asleep between jobs
+        }
+        // An idle pool sleeps: its threads use (almost) no CPU while nothing runs.
+        struct slow_job j = {.us = {0, 0, 0, 0}};
+        pool_run(p, slow, &j);
+        const double c0 = cpu_seconds();
+        sleep_us(300 * 1000);
+        const double used = cpu_seconds() - c0;
+        CHECK(used < 0.03, "idle pool used %.3f s of CPU in 0.3 s", used);
+        pool_destroy(p);
+    }
+
     for (int nt = 1; nt <= 4; nt++) {
         struct pool *p;
         llm_err err;

@@ -309,14 +309,14 @@ static void test_q8_properties(void) {
     CHECK(fabsf(fp16_to_fp32(b1.s) - fp16_to_fp32(b1.d) * (float)sum) <=
               fabsf(fp16_to_fp32(b1.d) * (float)sum) * 0x1.0p-10f,
           "q8_1 s = d * sum");
-    // Round half away from zero: x = 0.5*d exactly. With amax = 127 -> d = 1.
+    // Halves round to even (llama.cpp's x86 semantics): x = 0.5*d exactly. With amax = 127 -> d = 1.
     for (int j = 0; j < 32; j++) x[j] = 0.0f;
     x[0] = 127.0f;
     x[1] = 2.5f;
     x[2] = -2.5f;
     x[3] = 0.5f;
     t0->from_f32(x, &b0, 32);
-    CHECK(b0.qs[1] == 3 && b0.qs[2] == -3 && b0.qs[3] == 1, "q8_0 rounds half away from zero (%d %d %d)",
+    CHECK(b0.qs[1] == 2 && b0.qs[2] == -2 && b0.qs[3] == 0, "q8_0 rounds half to even (%d %d %d)",
           b0.qs[1], b0.qs[2], b0.qs[3]);
     // All zero: d = 0, q = 0, s = 0.
     memset(x, 0, sizeof x);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err) {
+int cli_parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -27,9 +27,21 @@ static int parse_float(const char *flag, const char *s, double lo, double hi, fl
     return 0;
 }
 
+// The model used when no -m is given: $LLMFILE_MODEL, else the one
+// tools/setup_default_model.sh links into the cache.
+const char *cli_default_model_path(char *buf, size_t cap) {
+    const char *env = getenv("LLMFILE_MODEL");
+    if (env && *env) return env;
+    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (cache && *cache) snprintf(buf, cap, "%s/llmfile/default.gguf", cache);
+    else snprintf(buf, cap, "%s/.cache/llmfile/default.gguf", home ? home : ".");
+    return buf;
+}
+
 void cli_print_help(void) {
     fputs(
         "usage: llmfile [options]\n"
+        "       llmfile bench [options]    speed test, like llama-bench (llmfile bench --help)\n"
         "\n"
         "Runs a GGUF language model on the CPU. Without -m it uses the default model\n"
         "(Gemma 3 270M; `make model` installs it into ~/.cache/llmfile).\n"
@@ -61,11 +73,20 @@ void cli_print_help(void) {
         "                            default (GPT-2) splitting instead of failing\n"
         "  --detokenize              -p holds ids (\"1 2 3\" or \"[1, 2, 3]\"); print their text\n"
         "\n"
+        "embeddings:\n"
+        "  --embedding               print the prompt's embedding (L2-normalised) as a JSON array\n"
+        "                            instead of generating; works with encoders (bert) and decoders\n"
+        "  --pooling TYPE            mean, cls or last (default: the model's pooling_type, else mean)\n"
+        "\n"
         "cpu:\n"
         "  --cpu-level LEVEL         use kernels no newer than LEVEL (also $LLMFILE_CPU_LEVEL);\n"
         "                            x86-64: sse2 ssse3 sse42 avx avx2 avx512 avx512vnni\n"
         "                            arm64: armv8.0 armv8.2 armv8.6\n"
         "  --cpu-info                print the CPU's features and the level chosen, then exit\n"
+        "\n"
+        "server:\n"
+        "  --server                  run the HTTP server (OpenAI and llama.cpp APIs);\n"
+        "                            see llmfile --server --help\n"
         "\n"
         "other:\n"
         "  -v, --verbose             print model details while loading\n"
@@ -81,6 +102,7 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
     a->mode = MODE_GENERATE;
     a->n_predict = 128;
     a->sampling = sampler_defaults();
+    bool embedding = false, tok_mode = false;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         long v;
@@ -99,8 +121,19 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->cpu_level = val;
         } else if (IS("--tokenize")) {
             a->mode = MODE_TOKENIZE;
+            tok_mode = true;
         } else if (IS("--detokenize")) {
             a->mode = MODE_DETOKENIZE;
+            tok_mode = true;
+        } else if (IS("--embedding") || IS("--embeddings")) {
+            a->mode = MODE_EMBED;
+            embedding = true;
+        } else if (IS("--pooling")) {
+            const char *val = VALUE();
+            if (!strcmp(val, "mean")) a->pooling = MODEL_POOL_MEAN;
+            else if (!strcmp(val, "cls")) a->pooling = MODEL_POOL_CLS;
+            else if (!strcmp(val, "last")) a->pooling = MODEL_POOL_LAST;
+            else return err_set(err, "--pooling expects mean, cls or last, got '%s'", val);
         } else if (IS("--ids")) {
             a->ids_only = true;
         } else if (IS("--no-bos")) {
@@ -122,26 +155,26 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->prompt_file = val;
         } else if (IS("-n") || IS("--n-predict")) {
             const char *val = VALUE();
-            if (parse_long(f, val, -1, INT32_MAX, &v, err)) return -1;
+            if (cli_parse_long(f, val, -1, INT32_MAX, &v, err)) return -1;
             a->n_predict = (int32_t)v;
         } else if (IS("-c") || IS("--ctx-size")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, 1 << 24, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, 1 << 24, &v, err)) return -1;
             a->n_ctx = v;
         } else if (IS("-t") || IS("--threads")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 1024, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 1024, &v, err)) return -1;
             a->n_threads = (int)v;
         } else if (IS("-b") || IS("--batch-size")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
+            if (cli_parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
             a->n_batch = (int32_t)v;
         } else if (IS("--temp")) {
             const char *val = VALUE();
             if (parse_float(f, val, 0, 100, &a->sampling.temp, err)) return -1;
         } else if (IS("--top-k")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, INT32_MAX, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, INT32_MAX, &v, err)) return -1;
             a->sampling.top_k = (int32_t)v;
         } else if (IS("--top-p")) {
             const char *val = VALUE();
@@ -154,7 +187,7 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             if (parse_float(f, val, 0.01, 100, &a->sampling.repeat_penalty, err)) return -1;
         } else if (IS("--repeat-last-n")) {
             const char *val = VALUE();
-            if (parse_long(f, val, 0, 1 << 20, &v, err)) return -1;
+            if (cli_parse_long(f, val, 0, 1 << 20, &v, err)) return -1;
             a->sampling.repeat_last_n = (int32_t)v;
         } else if (IS("-s") || IS("--seed")) {
             const char *val = VALUE();
@@ -172,5 +205,8 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
 #undef VALUE
     }
     if (a->prompt && a->prompt_file) return err_set(err, "give either -p or -f, not both");
+    if (embedding && tok_mode) return err_set(err, "--embedding cannot be combined with --tokenize/--detokenize");
+    if (a->pooling != MODEL_POOL_DEFAULT && !embedding) return err_set(err, "--pooling needs --embedding");
+
     return 0;
 }

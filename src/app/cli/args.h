@@ -3,11 +3,12 @@
 #define LLMFILE_APP_CLI_ARGS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/engine.h"
 
-enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_HELP, MODE_VERSION, MODE_CPU_INFO };
+enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_EMBED, MODE_HELP, MODE_VERSION, MODE_CPU_INFO };
 
 struct cli_args {
     enum cli_mode mode;
@@ -26,11 +27,17 @@ struct cli_args {
     bool allow_unknown_pre;   // --allow-unknown-pre
     bool verbose;
     const char *cpu_level;    // --cpu-level
+    enum model_pooling pooling; // --pooling (MODEL_POOL_DEFAULT: the model's)
 
 };
 
 // Parses argv; on a bad flag or value writes one line to err and returns -1.
 int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err);
 void cli_print_help(void);
+// The model used when no -m is given: $LLMFILE_MODEL, else the one
+// tools/setup_default_model.sh links into the cache. Writes into buf.
+const char *cli_default_model_path(char *buf, size_t cap);
+// A flag's integer value in [lo, hi]; else -1 with "FLAG expects an integer in [lo, hi], got 'S'".
+int cli_parse_long(const char *flag, const char *s, long lo, long hi, long *out, llm_err *err);
 
 #endif

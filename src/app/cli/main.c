@@ -1,12 +1,23 @@
 // llmfile command line: completion, tokenizer modes, help and version.
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "app/bench/bench.h"
 #include "args.h"
+#ifdef LLMFILE_NO_SERVER
+static int server_main(int argc, char **argv) {
+    (void)argc, (void)argv;
+    fputs("llmfile: error: this build has no server (built with NO_SERVER=1)\n", stderr);
+    return 1;
+}
+#else
+#include "app/server/server.h"
+#endif
 #include "runtime/engine.h"
 
 #define LLMFILE_VERSION "0.1.0"
@@ -20,17 +31,6 @@ static double now_ms(void) {
 static int fail(const char *msg) {
     fprintf(stderr, "llmfile: error: %s\n", msg);
     return 1;
-}
-
-// The model used when no -m is given: $LLMFILE_MODEL, else the one
-// tools/setup_default_model.sh links into the cache.
-static const char *default_model_path(char *buf, size_t cap) {
-    const char *env = getenv("LLMFILE_MODEL");
-    if (env && *env) return env;
-    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (cache && *cache) snprintf(buf, cap, "%s/llmfile/default.gguf", cache);
-    else snprintf(buf, cap, "%s/.cache/llmfile/default.gguf", home ? home : ".");
-    return buf;
 }
 
 enum { MAX_PROMPT_FILE = 64 << 20 };
@@ -264,9 +264,54 @@ done:
     return rc;
 }
 
+// --embedding: the prompt's pooled, L2-normalised embedding as one JSON array on stdout.
+static int run_embed(struct engine *e, const struct cli_args *a, const char *text, size_t len, double load_ms) {
+    llm_err err;
+    int32_t *ids;
+    int n = engine_tokenize(e, text, len, true, a->parse_special, &ids, &err);
+    if (n < 0) return fail(err.msg);
+    if (n == 0) {
+        free(ids);
+        return fail("the prompt gives no tokens and the model adds none: give -p TEXT");
+    }
+    const int64_t n_embd = engine_n_embd(e);
+    float *vec = malloc((size_t)n_embd * sizeof *vec);
+    if (!vec) {
+        free(ids);
+        return fail("out of memory");
+    }
+    const double t0 = now_ms();
+    int rc = engine_embed(e, ids, n, vec, true, &err);
+    const double t_embed = now_ms() - t0;
+    free(ids);
+    for (int64_t d = 0; rc == 0 && d < n_embd; d++)
+        if (!isfinite(vec[d])) {
+            free(vec);
+            return fail("the embedding has non-finite values (broken model weights?)");
+        }
+    if (rc) {
+        free(vec);
+        return fail(err.msg);
+    }
+    putchar('[');
+    for (int64_t d = 0; d < n_embd; d++) printf(d ? ", %.9g" : "%.9g", vec[d]);
+    puts("]");
+    fflush(stdout);
+    free(vec);
+    fprintf(stderr, "llmfile: %d tokens, %.2f tok/s | embedding %.1f ms, %s pooling, load %.1f ms | %d threads, %s kernels\n",
+            n, n / (t_embed / 1e3), t_embed, engine_pooling_name(engine_pooling(e)), load_ms, engine_n_threads(e),
+            engine_cpu_level(e));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct cli_args a;
     llm_err err;
+    char path_buf[4096];
+    if (argc > 1 && strcmp(argv[1], "bench") == 0)
+        return bench_main(argc - 1, argv + 1, cli_default_model_path(path_buf, sizeof path_buf));
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--server") == 0) return server_main(argc, argv);
     if (cli_parse(&a, argc, argv, &err)) return fail(err.msg);
     if (a.mode == MODE_HELP) {
         cli_print_help();
@@ -278,8 +323,7 @@ int main(int argc, char **argv) {
         return print_cpu_info(cpu_cap);
     }
     if (a.mode == MODE_CPU_INFO) return print_cpu_info(cpu_cap);
-    char path_buf[4096];
-    const char *model = a.model_path ? a.model_path : default_model_path(path_buf, sizeof path_buf);
+    const char *model = a.model_path ? a.model_path : cli_default_model_path(path_buf, sizeof path_buf);
     if (!a.model_path && access(model, R_OK) != 0) {
         char msg[4200];
         snprintf(msg, sizeof msg, "no model given and the default model %s is missing: run `make model` or pass -m FILE",
@@ -296,7 +340,8 @@ int main(int argc, char **argv) {
         len = strlen(text);
     }
     struct engine_params ep = {.model_path = model, .n_threads = a.n_threads, .n_ctx = a.n_ctx,
-                               .n_seq_max = 1, .n_batch = a.n_batch, .cpu_level = a.cpu_level, .allow_unknown_pre = a.allow_unknown_pre};
+                               .n_seq_max = 1, .n_batch = a.n_batch, .cpu_level = a.cpu_level, .allow_unknown_pre = a.allow_unknown_pre,
+                               .pooling = a.pooling};
     const bool vocab_only = a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE;
     const double t0 = now_ms();
     struct engine *e;
@@ -308,7 +353,13 @@ int main(int argc, char **argv) {
     int rc;
     if (a.mode == MODE_TOKENIZE) rc = run_tokenize(e, &a, text, len);
     else if (a.mode == MODE_DETOKENIZE) rc = run_detokenize(e, text);
-    else rc = run_generate(e, &a, text, len, load_ms);
+    else if (a.mode == MODE_EMBED) rc = run_embed(e, &a, text, len, load_ms);
+    else if (engine_is_encoder(e)) {
+        char msg[4200];
+        snprintf(msg, sizeof msg, "%s is an embedding model (%s): it cannot generate text; use --embedding", model,
+                 engine_hparams(e)->arch_name);
+        rc = fail(msg);
+    } else rc = run_generate(e, &a, text, len, load_ms);
     engine_free(e);
     free(file_text);
     return rc;

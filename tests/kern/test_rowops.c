@@ -1,0 +1,64 @@
+// Row ops that some levels implement themselves (kern_ops.geglu), against the
+// reference row ops at every level the CPU runs: equal bit for bit (the same
+// table, the same roundings), for every length up to 70 and at the edges of the
+// table's range (+-10), NaN and infinities.
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "kern/kern.h"
+
+static uint64_t rng_state = 0x1234567u;
+
+static double rng_uniform(void) {
+    rng_state = rng_state * 6364136223846793005u + 1442695040888963407u;
+    return (double)(rng_state >> 11) * 0x1.0p-53;
+}
+
+static bool same_float(float a, float b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0; }
+
+int main(void) {
+    struct cpu_features f;
+    cpu_detect(&f);
+    const struct kern_level *levels;
+    const int n_levels = kern_levels(&levels);
+    enum { N = 1000 };
+    static float gate[N], up[N], ref[N], out[N];
+    static const float special[] = {10.0f, -10.0f, 9.999999f, -9.999999f, 10.000001f, -10.000001f, 0.0f, -0.0f,
+                                    INFINITY, -INFINITY, NAN, 65504.0f, 65520.0f, 1e-8f, -3.0e-5f};
+    for (int i = 0; i < N; i++) {
+        const int kind = i % 7;
+        gate[i] = kind == 0 ? special[(i / 7) % (sizeof special / sizeof special[0])]
+                : (float)((rng_uniform() * 2.0 - 1.0) * (kind == 1 ? 30.0 : 11.0));
+        up[i] = (float)(rng_uniform() * 4.0 - 2.0);
+    }
+    int tested = 0;
+    for (int li = 0; li < n_levels; li++) {
+        if (!levels[li].supported(&f)) continue;
+        const struct kern_ops *ops = levels[li].ops();
+        if (!ops->geglu) continue;
+        tested++;
+        for (int n = 1; n <= 70; n++) { // every tail of every vector width
+            const int off = n % 5;      // unaligned rows
+            kern_geglu(ref, gate + off, up + off, n);
+            for (int i = 0; i < n + 3; i++) out[i] = 12345.0f; // nothing written past n
+            ops->geglu(out, gate + off, up + off, n);
+            int bad = -1;
+            for (int i = 0; i < n; i++)
+                if (!same_float(out[i], ref[i])) bad = i;
+            CHECK(bad < 0, "level %s geglu n=%d: value %d is %g, reference %g (gate %g)", levels[li].name, n, bad,
+                  bad >= 0 ? out[bad] : 0.0, bad >= 0 ? ref[bad] : 0.0, bad >= 0 ? gate[off + bad] : 0.0);
+            CHECK(out[n] == 12345.0f && out[n + 2] == 12345.0f, "level %s geglu n=%d wrote past the row",
+                  levels[li].name, n);
+        }
+        kern_geglu(ref, gate, up, N);
+        ops->geglu(out, gate, up, N);
+        int mismatches = 0;
+        for (int i = 0; i < N; i++) mismatches += !same_float(out[i], ref[i]);
+        CHECK(mismatches == 0, "level %s geglu: %d of %d values differ", levels[li].name, mismatches, N);
+    }
+    printf("geglu: %d levels with their own kernel\n", tested);
+    return CHECK_DONE();
+}

@@ -1,0 +1,73 @@
+"""`llmfile bench`: the llama-bench-like speed tool (output formats, combinations, errors).
+Speeds themselves are measured in bench/, never asserted here."""
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BUILD, ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    out = BUILD / "testmodels"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_test_models.py"), str(out)],
+                   check=True, capture_output=True)
+    return [out / "llama-Q4_0.gguf", out / "gemma3-F16.gguf"]
+
+
+def bench(llmfile, *args):
+    return subprocess.run([str(llmfile), "bench", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_json_has_every_combination(llmfile, tiny_models):
+    proc = bench(llmfile, "-m", f"{tiny_models[0]},{tiny_models[1]}", "-p", "8,16", "-n", "4", "-t", "1,2",
+                 "-r", "2", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 2 * 2 * 3  # models x threads x (pp8, pp16, tg4)
+    seen = {(r["model_file"], r["threads"], r["test"]) for r in rows}
+    assert len(seen) == len(rows)
+    for r in rows:
+        assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0
+        assert r["n_params"] > 0 and r["size_bytes"] > 0
+    names = {r["model_file"]: r["model"] for r in rows}
+    assert names[str(tiny_models[0])] == "llama Q4_0"
+    assert names[str(tiny_models[1])].startswith("gemma3 ")
+
+
+def test_markdown_and_csv(llmfile, tiny_models):
+    md = bench(llmfile, "-m", tiny_models[0], "-p", "8", "-n", "4", "-r", "1", "-t", "1")
+    assert md.returncode == 0, md.stderr
+    lines = md.stdout.strip().splitlines()
+    assert lines[0].startswith("| model |") and len(lines) == 4
+    assert "| pp8 |" in lines[2] and "| tg4 |" in lines[3] and "±" in lines[3]
+    out = bench(llmfile, "-m", tiny_models[0], "-p", "0", "-n", "4", "-r", "1", "-t", "1", "-o", "csv")
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert [r["test"] for r in rows] == ["tg4"] and float(rows[0]["avg_ts"]) > 0
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["-t", "0"], "-t expects integers in [1, 1024]"),
+    (["-p", "x"], "-p expects integers"),
+    (["-o", "xml"], "-o expects md, csv or json"),
+    (["--frobnicate"], "unknown option '--frobnicate'"),
+    (["-r"], "-r needs a value"),
+    (["-m", "/nonexistent.gguf"], "/nonexistent.gguf"),
+])
+def test_bad_flags(llmfile, args, expect):
+    proc = bench(llmfile, *args)
+    assert proc.returncode != 0
+    assert expect in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_help(llmfile):
+    proc = bench(llmfile, "--help")
+    assert proc.returncode == 0
+    for flag in ["-m", "-p", "-n", "-t", "-r", "-b", "-o", "--cpu-level"]:
+        assert f" {flag}" in proc.stdout, flag
