@@ -116,8 +116,17 @@ int  kern_ctx_init(struct kern_ctx *kc, const struct kern_ops *ops, struct pool 
 void kern_ctx_free(struct kern_ctx *kc);
 
 // y[i][r] = sum_c w[r][c] * x[i][c] for i < n. x: [n][w->cols], y: [n][y_stride].
+// GEMM for n >= the kernel's min_n, else GEMV.
 int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
                 float *y, int64_t y_stride, llm_err *err);
+
+// The same product, batch-invariant: rows [0, n_prompt) are "prompt rows",
+// computed by the GEMM (whatever their number), rows [n_prompt, n)
+// "generation rows", computed by the GEMV. Each output is a function of its own
+// row and kind only, bit for bit, never of n, of the other rows or of the
+// thread count, so a request gets the same numbers alone or batched with others.
+int kern_matmul_rows(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
+                     int64_t n_prompt, float *y, int64_t y_stride, llm_err *err);
 
 // ---- Row ops (single-threaded; callers split rows across threads) -----------
 

@@ -240,15 +240,41 @@ static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const str
     return 0;
 }
 
+// The level's GEMM for w, or NULL (none, or rows too long for the i32 gather
+// offsets of a panel's rows).
+static const struct kern_gemm *gemm_for(const struct kern_ctx *kc, const struct kern_mat *w) {
+    const struct kern_gemm *g = kc->ops->gemm[w->type];
+    return g && (uint64_t)w->row_bytes * (uint64_t)g->rm < (1ull << 31) ? g : NULL;
+}
+
+static int check_type(const struct kern_ctx *kc, const struct kern_mat *w, llm_err *err) {
+    if (!quant_get(w->type) || !kc->ops->dot[w->type])
+        return err_set(err, "matmul: weight type %d has no kernel", w->type);
+    return 0;
+}
+
 int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
                 float *y, int64_t y_stride, llm_err *err) {
-    const struct quant_traits *tr = quant_get(w->type);
-    if (!tr || !kc->ops->dot[w->type])
-        return err_set(err, "matmul: weight type %d has no kernel", w->type);
+    if (check_type(kc, w, err)) return -1;
     if (n <= 0) return 0;
-    const struct kern_gemm *g = kc->ops->gemm[w->type];
-    // gather indices are i32 byte offsets of a panel's rows
-    if (g && n >= g->min_n && (uint64_t)w->row_bytes * (uint64_t)g->rm < (1ull << 31))
-        return matmul_gemm(kc, g, w, x, n, y, y_stride, err);
+    const struct kern_gemm *g = gemm_for(kc, w);
+    if (g && n >= g->min_n) return matmul_gemm(kc, g, w, x, n, y, y_stride, err);
     return matmul_vec(kc, w, x, n, y, y_stride, err);
+}
+
+int kern_matmul_rows(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
+                     int64_t n_prompt, float *y, int64_t y_stride, llm_err *err) {
+    if (check_type(kc, w, err)) return -1;
+    if (n_prompt > n) n_prompt = n;
+    if (n_prompt > 0) {
+        // Without a GEMM the dots compute every row alone: invariant too.
+        const struct kern_gemm *g = gemm_for(kc, w);
+        if (g ? matmul_gemm(kc, g, w, x, n_prompt, y, y_stride, err)
+              : matmul_vec(kc, w, x, n_prompt, y, y_stride, err))
+            return -1;
+    }
+    if (n > n_prompt &&
+        matmul_vec(kc, w, x + n_prompt * w->cols, n - n_prompt, y + n_prompt * y_stride, y_stride, err))
+        return -1;
+    return 0;
 }

@@ -226,21 +226,21 @@ int model_encode(struct model_ctx *mc, const struct model_batch *b, float *hidde
         const struct model_layer *l = f.layer = &m->layers[il];
         f.el = &m->enc.layers[il];
         if (f.el->wqkv.data) {
-            if (kern_matmul(&mc->kc, &f.el->wqkv, f.w.x, n, f.w.qkv, 3 * e, err)) goto done;
-        } else if (kern_matmul(&mc->kc, &l->wq, f.w.x, n, f.w.qkv, 3 * e, err) ||
-                   kern_matmul(&mc->kc, &l->wk, f.w.x, n, f.w.qkv + e, 3 * e, err) ||
-                   kern_matmul(&mc->kc, &l->wv, f.w.x, n, f.w.qkv + 2 * e, 3 * e, err)) {
+            if (kern_matmul_rows(&mc->kc, &f.el->wqkv, f.w.x, n, n, f.w.qkv, 3 * e, err)) goto done;
+        } else if (kern_matmul_rows(&mc->kc, &l->wq, f.w.x, n, n, f.w.qkv, 3 * e, err) ||
+                   kern_matmul_rows(&mc->kc, &l->wk, f.w.x, n, n, f.w.qkv + e, 3 * e, err) ||
+                   kern_matmul_rows(&mc->kc, &l->wv, f.w.x, n, n, f.w.qkv + 2 * e, 3 * e, err)) {
             goto done;
         }
         pool_run(mc->pool, qkv_job, &f);
         pool_run(mc->pool, attention_job, &f);
-        if (kern_matmul(&mc->kc, &l->wo, f.w.att, n, f.w.tmp, e, err)) goto done;
+        if (kern_matmul_rows(&mc->kc, &l->wo, f.w.att, n, n, f.w.tmp, e, err)) goto done;
         pool_run(mc->pool, attn_out_job, &f);
-        if (kern_matmul(&mc->kc, &l->ffn_up, f.w.h, n, f.w.up, hp->n_ff, err) ||
-            (l->ffn_gate.data && kern_matmul(&mc->kc, &l->ffn_gate, f.w.h, n, f.w.gate, hp->n_ff, err)))
+        if (kern_matmul_rows(&mc->kc, &l->ffn_up, f.w.h, n, n, f.w.up, hp->n_ff, err) ||
+            (l->ffn_gate.data && kern_matmul_rows(&mc->kc, &l->ffn_gate, f.w.h, n, n, f.w.gate, hp->n_ff, err)))
             goto done;
         pool_run(mc->pool, ffn_act_job, &f);
-        if (kern_matmul(&mc->kc, &l->ffn_down, f.w.up, n, f.w.tmp, e, err)) goto done;
+        if (kern_matmul_rows(&mc->kc, &l->ffn_down, f.w.up, n, n, f.w.tmp, e, err)) goto done;
         pool_run(mc->pool, ffn_out_job, &f);
     }
     memcpy(hidden, f.w.x, (size_t)(n * e) * sizeof(float));

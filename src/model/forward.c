@@ -477,10 +477,47 @@ static void run_attention(struct fwd *f) {
     else pool_run(f->mc->pool, attention_job, f);
 }
 
-int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logits, llm_err *err) {
+static bool wants_logits(const struct model_batch *b, int32_t i) { return b->logits ? b->logits[i] : i == b->n - 1; }
+
+// Batch invariance: a token's numbers must not depend on what else is in the
+// batch (a server request gives the same answer alone or beside others, and a
+// prompt the same whether its cache was reused). So the kind of each row, not
+// the batch size, picks the matrix kernel: tokens that want logits (the one
+// being generated, a prompt's last) are generation rows (GEMV), the others
+// prompt rows (GEMM). kern_matmul_rows takes prompt rows first, so the batch
+// is reordered into prompt rows then generation rows, each in batch order
+// (which keeps the logits in batch order). Returns the number of prompt rows;
+// *pb is b itself or the reordered copy in the arrays at `store` ([4][n]).
+static int64_t order_rows(const struct model_batch *b, struct model_batch *pb, int32_t *store) {
+    *pb = *b;
+    if (b->all_prompt_rows) return b->n;
+    int64_t n_prompt = 0;
+    bool ordered = true;
+    for (int32_t i = 0; i < b->n; i++)
+        if (!wants_logits(b, i)) ordered &= n_prompt++ == i;
+    if (ordered) return n_prompt;
+    int32_t *tok = store, *pos = store + b->n, *seq = store + 2 * b->n;
+    bool *want = (bool *)(store + 3 * b->n);
+    int32_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int32_t i = 0; i < b->n; i++)
+            if (wants_logits(b, i) == (pass == 1)) {
+                tok[k] = b->token[i], pos[k] = b->pos[i], seq[k] = b->seq[i];
+                want[k++] = pass == 1;
+            }
+    pb->token = tok, pb->pos = pos, pb->seq = seq, pb->logits = want;
+    return n_prompt;
+}
+
+int model_decode(struct model_ctx *mc, const struct model_batch *b_in, float *logits, llm_err *err) {
     if (mc->model->hp.encoder)
         return err_set(err, "%s is an encoder (embeddings only): it cannot decode", mc->model->hp.arch_name);
-    if (check_batch(mc, b, err) || work_reserve(mc, b->n, err)) return -1;
+    if (check_batch(mc, b_in, err) || work_reserve(mc, b_in->n, err)) return -1;
+    int32_t *order_store = malloc((size_t)b_in->n * 4 * sizeof(int32_t));
+    if (!order_store) return err_set(err, "out of memory");
+    struct model_batch ordered;
+    const int64_t n_prompt = order_rows(b_in, &ordered, order_store);
+    const struct model_batch *b = &ordered;
     const struct model *m = mc->model;
     const struct model_hparams *hp = &m->hp;
     struct model_work *w = &mc->w;
@@ -489,11 +526,12 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logit
     if (!views || !out_rows) {
         free(views);
         free(out_rows);
+        free(order_store);
         return err_set(err, "out of memory");
     }
     struct fwd f = {.mc = mc, .b = b, .views = views, .out_rows = out_rows};
     for (int32_t i = 0; i < b->n; i++)
-        if (b->logits ? b->logits[i] : i == b->n - 1) out_rows[f.n_out++] = i;
+        if (wants_logits(b, i)) out_rows[f.n_out++] = i;
     int rc = -1;
     if (place_tokens(mc, b, views, &f.group_cells, err) || attn_plans_prepare(&f, err)) goto done;
     const int64_t n = b->n, qw = hp->n_head * hp->head_dim_k;
@@ -504,19 +542,19 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logit
     for (f.il = 0; f.il < hp->n_layer; f.il++) {
         const struct model_layer *l = f.layer = &m->layers[f.il];
         f.next_norm = f.il + 1 < hp->n_layer ? m->layers[f.il + 1].attn_norm : NULL;
-        if (kern_matmul(&mc->kc, &l->wq, w->xn, n, w->q, qw, err) ||
-            kern_matmul(&mc->kc, &l->wk, w->xn, n, w->k, mc->kv.k_width, err) ||
-            kern_matmul(&mc->kc, &l->wv, w->xn, n, w->v, mc->kv.v_width, err))
+        if (kern_matmul_rows(&mc->kc, &l->wq, w->xn, n, n_prompt, w->q, qw, err) ||
+            kern_matmul_rows(&mc->kc, &l->wk, w->xn, n, n_prompt, w->k, mc->kv.k_width, err) ||
+            kern_matmul_rows(&mc->kc, &l->wv, w->xn, n, n_prompt, w->v, mc->kv.v_width, err))
             goto done;
         run_tokens(&f, qkv_job, qw + mc->kv.k_width + mc->kv.v_width);
         run_attention(&f);
-        if (kern_matmul(&mc->kc, &l->wo, w->att, n, w->tmp, hp->n_embd, err)) goto done;
+        if (kern_matmul_rows(&mc->kc, &l->wo, w->att, n, n_prompt, w->tmp, hp->n_embd, err)) goto done;
         run_tokens(&f, ffn_norm_job, hp->n_embd);
-        if (kern_matmul(&mc->kc, &l->ffn_gate, w->xn, n, w->gate, hp->n_ff, err) ||
-            kern_matmul(&mc->kc, &l->ffn_up, w->xn, n, w->up, hp->n_ff, err))
+        if (kern_matmul_rows(&mc->kc, &l->ffn_gate, w->xn, n, n_prompt, w->gate, hp->n_ff, err) ||
+            kern_matmul_rows(&mc->kc, &l->ffn_up, w->xn, n, n_prompt, w->up, hp->n_ff, err))
             goto done;
         run_tokens(&f, ffn_act_job, hp->n_ff);
-        if (kern_matmul(&mc->kc, &l->ffn_down, w->gate, n, w->tmp, hp->n_embd, err)) goto done;
+        if (kern_matmul_rows(&mc->kc, &l->ffn_down, w->gate, n, n_prompt, w->tmp, hp->n_embd, err)) goto done;
         run_tokens(&f, ffn_out_job, hp->n_embd);
     }
     if (f.n_out && (logits || b->hidden)) {
@@ -525,7 +563,9 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b, float *logit
         if (b->hidden) memcpy(b->hidden, w->out, (size_t)(f.n_out * hp->n_embd) * sizeof(float));
     }
     if (f.n_out && logits) {
-        if (kern_matmul(&mc->kc, &m->output, w->out, f.n_out, logits, hp->n_vocab, err)) goto done;
+        if (kern_matmul_rows(&mc->kc, &m->output, w->out, f.n_out, b->all_prompt_rows ? f.n_out : 0, logits,
+                             hp->n_vocab, err))
+            goto done;
         if (hp->logit_softcap > 0) {
             const float cap = hp->logit_softcap;
             for (int64_t i = 0; i < f.n_out * hp->n_vocab; i++) logits[i] = tanhf(logits[i] / cap) * cap;
@@ -538,5 +578,6 @@ done:
     attn_plans_free(&f);
     free(views);
     free(out_rows);
+    free(order_store);
     return rc;
 }

@@ -145,6 +145,8 @@ struct model_batch {
     const bool *logits;    // [n] whether this token's logits are wanted (NULL: last only)
     float *hidden;         // NULL, or [n_out][n_embd]: receives the final hidden states (after
                            // the output norm) of the tokens that want logits, in batch order
+    bool all_prompt_rows;  // every token is a prompt row (embeddings); else the tokens that
+                           // want logits are generation rows (see kern_matmul_rows)
 };
 
 // Scratch buffers of the forward pass, grown on demand.

@@ -122,7 +122,7 @@ int engine_decode(struct engine *e, const struct engine_batch *b, llm_err *err) 
     int64_t row = 0;
     for (int32_t start = 0; start < b->n; start += e->p.n_batch) {
         const int32_t n = b->n - start < e->p.n_batch ? b->n - start : e->p.n_batch;
-        struct model_batch mb = {n, b->token + start, b->pos + start, b->seq + start, b->logits + start, NULL};
+        struct model_batch mb = {n, b->token + start, b->pos + start, b->seq + start, b->logits + start, NULL, false};
         int got = model_decode(&e->mc, &mb, e->logits + row * n_vocab, err);
         if (got < 0) return -1;
         row += got;
@@ -191,7 +191,7 @@ static int embed_pass(struct engine *e, const int32_t *const *tokens, const int3
             seq[i] = s - s0;
             want[i] = true;
         }
-    struct model_batch mb = {(int32_t)total, tok, pos, seq, want, hidden};
+    struct model_batch mb = {(int32_t)total, tok, pos, seq, want, hidden, .all_prompt_rows = true};
     int rc;
     if (decoder) { // the cache must hold only this pass's sequences, and keeps nothing after
         for (int32_t s = 0; s < s1 - s0; s++) kv_seq_rm(&e->mc.kv, s, 0, -1);

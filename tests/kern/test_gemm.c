@@ -4,7 +4,8 @@
 // test_levels.c). Sizes are awkward on purpose: m not a multiple of any panel
 // height, n = 1..33 (the GEMV path below the level's min_n, GEMM tiles with
 // every remainder above it), k not a multiple of the float kernels' steps,
-// k chunks forced smaller than k, and 1, 2 or 3 threads. Weights are quantized
+// k chunks forced smaller than k, and 1, 2 or 3 threads; and the batch
+// invariance of kern_matmul_rows. Weights are quantized
 // random floats or random valid block bytes; the tolerance is relative to
 // sum |w_i a_i| (the scale of the rounding a reordered float sum can show).
 #include <math.h>
@@ -169,6 +170,41 @@ static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, 
     free(y);
 }
 
+// Batch invariance (kern_matmul_rows): every output row must be bit-identical
+// whether its activation row is computed in a batch of 13 (6 prompt rows, 7
+// generation rows) or alone, with any thread count.
+static void check_batch_invariance(const struct kern_ops *o, struct pool **pools, int n_pools, int type) {
+    const struct quant_traits *tr = quant_get(type);
+    const int64_t m = 37, k = (tr->block_elems == 1 ? 100 : 3) * tr->block_elems, n = 13, n_prompt = 6;
+    const size_t rb = quant_row_bytes(type, k);
+    uint8_t *w = xmalloc(rb * (size_t)m);
+    float *x = xmalloc(sizeof(float) * (size_t)(n * k)), *y = xmalloc(sizeof(float) * (size_t)(n * m));
+    float *y1 = xmalloc(sizeof(float) * (size_t)m);
+    float *row = xmalloc(sizeof(float) * (size_t)k);
+    for (int64_t r = 0; r < m; r++) {
+        fill_random(row, k);
+        kern_generic_ops()->quantize[type](row, w + (size_t)r * rb, k);
+    }
+    fill_random(x, n * k);
+    const struct kern_mat mat = {w, type, m, k, rb};
+    struct kern_ctx kc;
+    llm_err err = {0};
+    kern_ctx_init(&kc, o, pools[1 % n_pools], &err);
+    CHECK(kern_matmul_rows(&kc, &mat, x, n, n_prompt, y, m, &err) == 0, "%s", err.msg);
+    kern_ctx_free(&kc);
+    for (int p = 0; p < n_pools; p++) {
+        kern_ctx_init(&kc, o, pools[p], &err);
+        for (int64_t c = 0; c < n; c++) {
+            CHECK(kern_matmul_rows(&kc, &mat, x + c * k, 1, c < n_prompt, y1, m, &err) == 0, "%s", err.msg);
+            CHECK(memcmp(y1, y + c * m, sizeof(float) * (size_t)m) == 0,
+                  "%s %s: %s row %lld alone (%d threads) differs from the batch", o->level, tr->name,
+                  c < n_prompt ? "prompt" : "generation", (long long)c, pool_size(pools[p]));
+        }
+        kern_ctx_free(&kc);
+    }
+    free(w), free(x), free(y), free(y1), free(row);
+}
+
 // Levels with matrix kernels get every n in 1..33; the others (the dot path of
 // the driver, whose dots test_levels.c covers) a few.
 static void test_level(const struct kern_ops *o, struct pool **pools, int n_pools) {
@@ -196,6 +232,7 @@ static void test_level(const struct kern_ops *o, struct pool **pools, int n_pool
         }
         // larger: several panels and column tiles per thread, k past one float step
         check_matmul(o, pools[n_pools - 1], type, 70, (is_f ? 257 : 2) * tr->block_elems, 40, 0, 0);
+        check_batch_invariance(o, pools, n_pools, type);
     }
 }
 
