@@ -5,6 +5,7 @@
 // (see struct kern_gemm). Generation (small n) streams each weight row once:
 // activations are converted to the weight's vec_dot_type and the level's
 // multi-row GEMV (or, without one, its dot) runs over each thread's rows.
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,10 +46,20 @@ enum {
     ALIGN = 64,           // cache line: packed panels, prepared tiles and y rows per thread
     ROWS_PER_UNIT = 16,   // GEMV/dot rows are split across threads in units of this many
                           // rows (64 bytes of y), so no two threads write one cache line
+    UNITS_PER_CHUNK = 4,  // GEMV/dot work is taken in chunks of this many units
     GEMV_ROWS = 8,        // rows per GEMV call when n > 1: their weights stay in L1
                           // while every activation row passes
     PANEL_BYTES = 64 << 10, // packed panel bytes per k chunk: L1-near (measured: 24..96 KB within 5%)
 };
+
+// Work is handed out in chunks from a shared counter, not split evenly up
+// front: on a machine whose cores are also busy with other work, a thread that
+// loses its core for a while then holds up nothing but its current chunk.
+// (Which thread computes a chunk never changes its numbers.)
+static bool next_chunk(atomic_long *next, long n_chunks, long *chunk) {
+    *chunk = atomic_fetch_add_explicit(next, 1, memory_order_relaxed);
+    return *chunk < n_chunks;
+}
 
 static void *align_up(void *p) { return (void *)(((uintptr_t)p + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1)); }
 
@@ -74,6 +85,7 @@ struct vec_job {
     int act_type;
     float *y;        // [n][y_stride]
     int64_t y_stride;
+    atomic_long next_chunk; // of ROWS_PER_UNIT * UNITS_PER_CHUNK weight rows
 };
 
 static void quantize_job(void *ctx, int ith, int nth) {
@@ -85,46 +97,53 @@ static void quantize_job(void *ctx, int ith, int nth) {
         q(j->x + i * j->w->cols, (char *)j->act + (size_t)i * j->act_row_bytes, j->w->cols);
 }
 
-static void vec_job_rows(const struct kern_mat *w, int ith, int nth, int64_t *r0, int64_t *r1) {
-    long u0, u1;
-    pool_split((long)((w->rows + ROWS_PER_UNIT - 1) / ROWS_PER_UNIT), ith, nth, &u0, &u1);
-    *r0 = (int64_t)u0 * ROWS_PER_UNIT;
-    *r1 = (int64_t)u1 * ROWS_PER_UNIT < w->rows ? (int64_t)u1 * ROWS_PER_UNIT : w->rows;
+enum { CHUNK_ROWS = ROWS_PER_UNIT * UNITS_PER_CHUNK };
+
+// The weight rows [r0, r1) of the next chunk a thread takes, if any is left.
+static bool vec_job_rows(struct vec_job *j, int64_t *r0, int64_t *r1) {
+    long c;
+    if (!next_chunk(&j->next_chunk, (long)((j->w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS), &c)) return false;
+    *r0 = (int64_t)c * CHUNK_ROWS;
+    *r1 = *r0 + CHUNK_ROWS < j->w->rows ? *r0 + CHUNK_ROWS : j->w->rows;
+    return true;
 }
 
 static void gemv_job(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
     struct vec_job *j = ctx;
     const struct kern_mat *w = j->w;
     kern_gemv_fn gemv = j->ops->gemv[w->type];
     int64_t r0, r1;
-    vec_job_rows(w, ith, nth, &r0, &r1);
-    if (j->n == 1) { // one call: the kernel streams the rows and prefetches ahead
-        if (r1 > r0)
+    while (vec_job_rows(j, &r0, &r1)) {
+        if (j->n == 1) { // one call: the kernel streams the rows and prefetches ahead
             gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
                  j->act, j->y + r0);
-        return;
-    }
-    for (int64_t r = r0; r < r1; r += GEMV_ROWS) {
-        const int nr = (int)(r1 - r < GEMV_ROWS ? r1 - r : GEMV_ROWS);
-        const void *wr = (const char *)w->data + (size_t)r * w->row_bytes;
-        for (int64_t c = 0; c < j->n; c++)
-            gemv(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
-                 j->y + c * j->y_stride + r);
+            continue;
+        }
+        for (int64_t r = r0; r < r1; r += GEMV_ROWS) {
+            const int nr = (int)(r1 - r < GEMV_ROWS ? r1 - r : GEMV_ROWS);
+            const void *wr = (const char *)w->data + (size_t)r * w->row_bytes;
+            for (int64_t c = 0; c < j->n; c++)
+                gemv(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
+                     j->y + c * j->y_stride + r);
+        }
     }
 }
 
 static void dot_job(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
     struct vec_job *j = ctx;
     const struct kern_mat *w = j->w;
     quant_vec_dot_fn dot = j->ops->dot[w->type];
     int64_t r0, r1;
-    vec_job_rows(w, ith, nth, &r0, &r1);
-    for (int64_t rb = r0; rb < r1; rb += GEMV_ROWS) {
-        const int64_t re = rb + GEMV_ROWS < r1 ? rb + GEMV_ROWS : r1;
-        for (int64_t c = 0; c < j->n; c++) {
-            const void *a = (const char *)j->act + (size_t)c * j->act_row_bytes;
-            for (int64_t r = rb; r < re; r++)
-                j->y[c * j->y_stride + r] = dot(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, a);
+    while (vec_job_rows(j, &r0, &r1)) {
+        for (int64_t rb = r0; rb < r1; rb += GEMV_ROWS) {
+            const int64_t re = rb + GEMV_ROWS < r1 ? rb + GEMV_ROWS : r1;
+            for (int64_t c = 0; c < j->n; c++) {
+                const void *a = (const char *)j->act + (size_t)c * j->act_row_bytes;
+                for (int64_t r = rb; r < re; r++)
+                    j->y[c * j->y_stride + r] = dot(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, a);
+            }
         }
     }
 }
@@ -139,7 +158,7 @@ static int matmul_vec(struct kern_ctx *kc, const struct kern_mat *w, const float
         return err_set(err, "matmul: row of %lld values does not fit type %s", (long long)w->cols,
                        quant_get(act_type)->name);
     if (reserve(&kc->scratch, &kc->scratch_cap, act_row_bytes * (size_t)n, err)) return -1;
-    struct vec_job job = {kc->ops, w, x, n, align_up(kc->scratch), act_row_bytes, act_type, y, y_stride};
+    struct vec_job job = {kc->ops, w, x, n, align_up(kc->scratch), act_row_bytes, act_type, y, y_stride, 0};
     if (n == 1) quantize_job(&job, 0, 1);
     else pool_run(kc->pool, quantize_job, &job);
     pool_run(kc->pool, kc->ops->gemv[w->type] ? gemv_job : dot_job, &job);
@@ -164,6 +183,7 @@ struct gemm_job {
     size_t panel_bytes;
     float *y;             // [n][y_stride]
     int64_t y_stride;
+    atomic_long next_panel;
 };
 
 // Where the prepared block `b` of column tile `t` starts, and the blocks in its chunk.
@@ -194,10 +214,11 @@ static void gemm_job(void *ctx, int ith, int nth) {
     struct gemm_job *j = ctx;
     const struct kern_gemm *g = j->g;
     const struct kern_mat *w = j->w;
+    (void)nth;
     uint8_t *panel = j->panels + (size_t)ith * j->panel_bytes;
-    long p0, p1;
-    pool_split((long)((w->rows + g->rm - 1) / g->rm), ith, nth, &p0, &p1);
-    for (long p = p0; p < p1; p++) {
+    const long n_panels = (long)((w->rows + g->rm - 1) / g->rm);
+    long p;
+    while (next_chunk(&j->next_panel, n_panels, &p)) {
         const int64_t r = (int64_t)p * g->rm;
         const int nr = (int)(w->rows - r < g->rm ? w->rows - r : g->rm);
         const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
@@ -234,7 +255,7 @@ static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const str
         reserve(&kc->panels, &kc->panel_cap, panel_bytes * (size_t)nth, err))
         return -1;
     struct gemm_job job = {g, w, x, n, align_up(kc->scratch), n_tiles, kb, blocks,
-                           align_up(kc->panels), panel_bytes, y, y_stride};
+                           align_up(kc->panels), panel_bytes, y, y_stride, 0};
     pool_run(kc->pool, prep_job, &job);
     pool_run(kc->pool, gemm_job, &job);
     return 0;
