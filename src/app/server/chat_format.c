@@ -153,9 +153,10 @@ int server_chat_init(struct server_chat **out, const struct engine *e, const cha
     const struct gguf_file *f = &engine_model(e)->file;
     struct gguf_str src = {0};
     llm_err why;
-    if (!f->base || !gguf_find_kv(f, "tokenizer.chat_template")) err_set(&why, "the model has no chat template");
-    else if (gguf_get_str(f, "tokenizer.chat_template", &src, &why)) err_prefix(&why, "tokenizer.chat_template");
-    else if (use_template(c, src.ptr, src.len, &why)) err_prefix(&why, "the model's chat template does not work");
+    const int found = f->base ? gguf_get_str(f, "tokenizer.chat_template", &src, &why) : 0;
+    if (found == 0) err_set(&why, "the model has no chat template");
+    else if (found < 0) { // a key of the wrong type: why says so
+    } else if (use_template(c, src.ptr, src.len, &why)) err_prefix(&why, "the model's chat template does not work");
     else {
         *out = c;
         return 0;
