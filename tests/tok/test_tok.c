@@ -947,7 +947,10 @@ static void test_segments_synthetic(void) {
     llm_err err = {{0}};
     struct tok_vocab *v = load_buf(&b, &f, &err);
     CHECK(v != NULL, "synthetic spm: %s", err.msg);
-    if (!v) return;
+    if (!v) {
+        free(b.p);
+        return;
+    }
     int32_t got[64], want[64];
     // Control token <|c|> in markup: parsed; the same spelling in user text: text.
     const struct tok_segment s1[] = {SEG("<|c|>a", true), SEG("b<|c|>", false), SEG("<|c|>", true)};
@@ -977,6 +980,7 @@ static void test_segments_synthetic(void) {
     CHECK(enc_segs(v, NULL, 0, true, got, 64) == 1 && got[0] == 1, "no segments: BOS only");
     tok_free(v);
     gguf_close(&f);
+    free(b.p);
 }
 
 // Random segments of random pieces: all of them markup, or all user text, must
