@@ -141,9 +141,9 @@ int server_chat_init(struct server_chat **out, const struct engine *e, const cha
         size_t len;
         char *src = read_text_file(template_path, &len, err);
         const int rc = src ? use_template(c, src, len, err) : -1;
+        if (rc && src) err_prefix(err, "the chat template %s does not work", template_path);
         free(src);
         if (rc) {
-            err_prefix(err, "the chat template %s does not work", template_path);
             server_chat_free(c);
             return -1;
         }
