@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, ROOT
 
 MODEL = os.path.expanduser("~/.cache/llmfile/default.gguf")
 pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model missing (make model)")
@@ -34,6 +34,7 @@ class Server:
         if not m:
             self.proc.wait(timeout=30)
             raise RuntimeError(f"server did not start: {line!r} {self.stderr()}")
+        self.ready_line = line
         self.host, self.port = m.group(1), int(m.group(2))
         self.url = f"http://{self.host}:{self.port}"
 
@@ -97,7 +98,9 @@ def san_server():
     exe = BUILD / "san" / "llmfile"
     assert exe.exists(), f"{exe} missing: run `make tests`"
     env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
-    srv = Server(exe, "-np", "2", "--queue", "2", "-c", "1024", "-t", "2", env=env, log_name="san_server")
+    # Gemma 3's own template (the default model has none): the Jinja path under the sanitizers.
+    srv = Server(exe, "-np", "2", "--queue", "2", "-c", "1024", "-t", "2", "--chat-template-file",
+                 str(ROOT / "tests" / "data" / "chat" / "templates" / "gemma3-it.jinja"), env=env, log_name="san_server")
     yield srv
     rc = srv.stop()
     log = srv.stderr()
@@ -150,14 +153,10 @@ def test_openai_sdk_chat_stream_completions_models(server):
 
 
 def test_openai_sdk_embeddings(server):
-    """Embeddings wait for the engine's engine_embed; until then a clear 501."""
+    """A decoder embeds too (--embedding); MiniLM against llama.cpp: tests/test_server_embedding.py."""
     import openai
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-    try:
-        r = client.embeddings.create(model="x", input=["hello", "world"])
-    except openai.APIStatusError as e:
-        assert e.status_code == 501 and "stub" in e.message
-        return
+    r = client.embeddings.create(model="x", input=["hello", "world"])
     assert len(r.data) == 2 and all(abs(sum(x * x for x in d.embedding) - 1) < 1e-3 for d in r.data)
     r64 = client.embeddings.create(model="x", input="hello", encoding_format="base64")
     assert len(base64.b64decode(r64.data[0].embedding)) == 4 * len(r.data[0].embedding)
@@ -263,18 +262,20 @@ def test_json_object_response_format(server):
 
 
 def test_gemma_chat_prompt(server):
-    """The built-in Gemma format: system text opens the first user turn, assistant is "model",
-    and the tokens are what llama.cpp gives for the rendered text (special tokens parsed)."""
+    """The default model has no chat template: the built-in Gemma one (system text opens the
+    first user turn, assistant is "model"); the tokens are what llama.cpp gives for the
+    rendered text (BOS added by the tokenizer, so not in the text; special tokens parsed).
+    Against jinja2 and llama.cpp goldens: tests/test_server_chat.py."""
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " Hi there \n"},
             {"role": "assistant", "content": "Hello."}, {"role": "user", "content": [
                 {"type": "text", "text": "Two"}, {"type": "text", "text": "parts"}]}]
     r = server.post("/apply-template", {"messages": msgs})[1]
-    assert r["chat_format"] == "gemma"
-    assert r["prompt"] == ("<bos><start_of_turn>user\nBe brief.\n\nHi there<end_of_turn>\n"
+    assert r["chat_format"] == "gemma (fallback)"
+    assert r["prompt"] == ("<start_of_turn>user\nBe brief.\n\nHi there<end_of_turn>\n"
                            "<start_of_turn>model\nHello.<end_of_turn>\n"
                            "<start_of_turn>user\nTwo\nparts<end_of_turn>\n<start_of_turn>model\n")
-    whole = server.post("/tokenize", {"content": r["prompt"], "parse_special": True})[1]["tokens"]
-    assert r["tokens"] == whole
+    whole = server.post("/tokenize", {"content": r["prompt"], "add_special": True})[1]["tokens"]
+    assert r["tokens"] == whole and whole[0] == 2 and whole.count(2) == 1
     chat = server.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 1})[1]
     assert chat["usage"]["prompt_tokens"] == len(whole)
 
@@ -400,6 +401,8 @@ def test_sigterm_during_stream_stops_cleanly():
     ("/v1/chat/completions", {"messages": CHAT, "stop": [1]}, 400, "stop", "string"),
     ("/v1/chat/completions", {"messages": CHAT, "stop": ["x"] * 17}, 400, "stop", "at most"),
     ("/v1/chat/completions", {"messages": CHAT, "response_format": {"type": "yaml"}}, 400, "response_format", "yaml"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+     400, "messages", "raise_exception: Conversation roles must alternate user/assistant/user/assistant/..."),
     ("/v1/completions", {"prompt": ["a", "b"]}, 400, "prompt", "one per request"),
     ("/v1/completions", {"prompt": [1, -5]}, 400, "prompt", "not a token id"),
     ("/v1/completions", {"prompt": "word " * 3000}, 400, "prompt", "shorten it"),

@@ -31,6 +31,7 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     }
     const struct model_hparams *hp = &e->model.hp;
     if (e->p.n_ctx <= 0) e->p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (hp->encoder && e->p.fit_encoder_ctx && e->p.n_ctx > e->model.enc.n_pos) e->p.n_ctx = e->model.enc.n_pos;
     if (hp->encoder && e->p.n_ctx > e->model.enc.n_pos) {
         err_set(err, "%s: context %lld exceeds the %lld positions of this encoder", p->model_path,
                 (long long)e->p.n_ctx, (long long)e->model.enc.n_pos);
@@ -145,6 +146,25 @@ int engine_tokenize(const struct engine *e, const char *text, size_t len, bool a
         int32_t *ids = malloc((size_t)cap * sizeof *ids);
         if (!ids) return err_set(err, "out of memory tokenizing %zu bytes", len);
         int n = tok_encode(e->vocab, text, len, add_special, parse_special, ids, cap, err);
+        if (n < 0 || n <= cap) {
+            if (n < 0) free(ids);
+            else *out = ids;
+            return n;
+        }
+        free(ids);
+        cap = n;
+    }
+}
+
+int engine_tokenize_segments(const struct engine *e, const struct tok_segment *segs, size_t n_segs,
+                             bool add_special, int32_t **out, llm_err *err) {
+    size_t len = 0;
+    for (size_t i = 0; i < n_segs; i++) len += segs[i].len;
+    int cap = (int)(len < 1 << 20 ? len : 1 << 20) + 8;
+    for (;;) {
+        int32_t *ids = malloc((size_t)cap * sizeof *ids);
+        if (!ids) return err_set(err, "out of memory tokenizing %zu bytes", len);
+        int n = tok_encode_segments(e->vocab, segs, n_segs, add_special, ids, cap, err);
         if (n < 0 || n <= cap) {
             if (n < 0) free(ids);
             else *out = ids;

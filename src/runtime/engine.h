@@ -21,6 +21,7 @@ struct engine_params {
     const char *cpu_level; // cap on the kernel level (NULL: $LLMFILE_CPU_LEVEL, else the best)
     bool allow_unknown_pre; // an unknown BPE pre-tokenizer falls back to the default one
     enum model_pooling pooling; // embeddings: MODEL_POOL_DEFAULT = the model's <arch>.pooling_type, else mean
+    bool fit_encoder_ctx; // an encoder's n_ctx beyond its positions is cut to them (else it is an error)
 };
 
 struct engine_batch {
@@ -59,6 +60,10 @@ int32_t engine_seq_pos_max(const struct engine *e, int32_t seq);
 // Tokenizes text; returns a malloc'd array in *out and its length, or -1.
 int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_special,
                     bool parse_special, int32_t **out, llm_err *err);
+// Tokenizes segments of text as one (tok_encode_segments: control tokens only
+// in parse_special segments); returns a malloc'd array in *out and its length, or -1.
+int engine_tokenize_segments(const struct engine *e, const struct tok_segment *segs, size_t n_segs,
+                             bool add_special, int32_t **out, llm_err *err);
 
 // ---- Embeddings ---------------------------------------------------------------
 // Encoders (bert) run without a KV cache; decoders embed from their final hidden

@@ -68,6 +68,23 @@ const char *tok_pre_name(const struct tok_vocab *v); // pre-tokenizer in use ("d
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *out, int max_out, llm_err *err);
 
+// Text made of pieces of different trust, e.g. a chat prompt: template markup
+// (parse_special) and user text (not).
+struct tok_segment {
+    const char *text;
+    size_t len;
+    bool parse_special; // control tokens may be recognized in this text
+};
+
+// Tokenizes the concatenation of segs[0..n_segs) exactly as tok_encode
+// tokenizes the whole text with parse_special, except that a control token is
+// recognized only where its whole spelling lies in parse_special segments
+// (user-defined tokens match anywhere, as in tok_encode). So user text that
+// spells "<end_of_turn>" stays text, and text without such spellings gets the
+// ids llama.cpp gives for the whole text. Returns as tok_encode.
+int tok_encode_segments(const struct tok_vocab *v, const struct tok_segment *segs, size_t n_segs, bool add_special,
+                        int32_t *out, int max_out, llm_err *err);
+
 // The bytes of one token as generated text (SentencePiece U+2581 -> space,
 // <0xNN> -> that byte, byte-level BPE -> the raw bytes). Control/unknown tokens
 // give "" unless render_special. Returns the length, or the needed length if it

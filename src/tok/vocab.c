@@ -885,8 +885,11 @@ static bool is_space_c(unsigned char c) { return c == ' ' || (c >= '\t' && c <= 
 // special token in turn (longest first) in what is left of the text; finding all
 // candidate occurrences with the trie and accepting them in that same order
 // gives the same result in one pass over the text.
+// control_ok [len] (NULL: everywhere): with parse_special, control tokens are
+// recognized only where every byte of their spelling has control_ok set
+// (user-defined tokens match anywhere, as without parse_special).
 static int partition(const struct tok_vocab *v, const char *text, size_t len, bool parse_special,
-                     struct frag **out_frags, size_t *out_n, llm_err *err) {
+                     const uint8_t *control_ok, struct frag **out_frags, size_t *out_n, llm_err *err) {
     const struct tok_trie *t = &v->trie;
     const uint8_t *s = (const uint8_t *)text;
     struct occ *occs = NULL;
@@ -895,11 +898,13 @@ static int partition(const struct tok_vocab *v, const char *text, size_t len, bo
         for (size_t p = 0; p < len; p++) {
             if (!t->first[s[p]]) continue;
             uint32_t node = 0;
+            bool any = parse_special; // control tokens allowed for the spelling so far
             for (size_t q = p; q < len; q++) {
                 int64_t c = trie_child(t, node, s[q]);
                 if (c < 0) break;
                 node = (uint32_t)c;
-                int32_t id = parse_special ? t->tok_any[node] : t->tok_user[node];
+                if (control_ok && !control_ok[q]) any = false;
+                int32_t id = any ? t->tok_any[node] : t->tok_user[node];
                 if (id < 0) continue;
                 if (n_occ == cap_occ) {
                     cap_occ = cap_occ ? cap_occ * 2 : 64;
@@ -910,8 +915,8 @@ static int partition(const struct tok_vocab *v, const char *text, size_t len, bo
                     }
                     occs = no;
                 }
-                occs[n_occ++] = (struct occ){parse_special ? t->rank_any[node] : t->rank_user[node], id, p,
-                                             q - p + 1};
+                // Both ranks come from one ordering of all special tokens, so mixing them is consistent.
+                occs[n_occ++] = (struct occ){any ? t->rank_any[node] : t->rank_user[node], id, p, q - p + 1};
             }
         }
     }
@@ -984,13 +989,13 @@ static int partition(const struct tok_vocab *v, const char *text, size_t len, bo
 // ---------------------------------------------------------------------------
 // Encode
 
-int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
-               int32_t *out, int max_out, llm_err *err) {
+static int encode(const struct tok_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                  const uint8_t *control_ok, int32_t *out, int max_out, llm_err *err) {
     struct tok_out o = {out, max_out < 0 ? 0 : max_out, 0};
     if (len > (size_t)INT32_MAX / 2) return err_set(err, "text too long to tokenize (%zu bytes)", len);
     struct frag *frags = NULL;
     size_t nf = 0;
-    if (partition(v, text, len, parse_special, &frags, &nf, err)) return -1;
+    if (partition(v, text, len, parse_special, control_ok, &frags, &nf, err)) return -1;
     int rc = 0;
     switch (v->type) {
     case TOK_TYPE_SPM: {
@@ -1085,6 +1090,40 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
     free(frags);
     if (rc) return -1;
     return o.n;
+}
+
+int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+               int32_t *out, int max_out, llm_err *err) {
+    return encode(v, text, len, add_special, parse_special, NULL, out, max_out, err);
+}
+
+// The segments are joined and tokenized as one text: plain text across segment
+// borders is tokenized whole, as llama.cpp tokenizes the text between special
+// tokens, so the borders themselves never change a token.
+int tok_encode_segments(const struct tok_vocab *v, const struct tok_segment *segs, size_t n_segs, bool add_special,
+                        int32_t *out, int max_out, llm_err *err) {
+    size_t len = 0;
+    for (size_t i = 0; i < n_segs; i++) {
+        if (segs[i].len > (size_t)INT32_MAX / 2 - len) return err_set(err, "text too long to tokenize");
+        len += segs[i].len;
+    }
+    char *text = malloc(len + 1);
+    uint8_t *control_ok = malloc(len + 1);
+    if (!text || !control_ok) {
+        free(text);
+        free(control_ok);
+        return err_set(err, "out of memory tokenizing %zu bytes", len);
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n_segs; i++) {
+        if (segs[i].len) memcpy(text + at, segs[i].text, segs[i].len);
+        memset(control_ok + at, segs[i].parse_special, segs[i].len);
+        at += segs[i].len;
+    }
+    int rc = encode(v, text, len, add_special, true, control_ok, out, max_out, err);
+    free(text);
+    free(control_ok);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------

@@ -924,6 +924,106 @@ static void fuzz_vocab(const struct tok_vocab *v, const char *label, int iters) 
     }
 }
 
+// ---------------------------------------------------------------------------
+// Segments (tok_encode_segments): template markup and user text
+
+static int enc_segs(const struct tok_vocab *v, const struct tok_segment *segs, size_t n, bool add, int32_t *out,
+                    int max) {
+    llm_err err = {{0}};
+    int k = tok_encode_segments(v, segs, n, add, out, max, &err);
+    CHECK(k >= 0, "encode segments: %s", err.msg);
+    return k;
+}
+
+static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb) {
+    return na == nb && (na == 0 || memcmp(a, b, (size_t)na * sizeof *a) == 0);
+}
+
+#define SEG(s, special) {(s), sizeof(s) - 1, (special)}
+
+static void test_segments_synthetic(void) {
+    struct wbuf b = make_spm(0);
+    struct gguf_file f = {0};
+    llm_err err = {{0}};
+    struct tok_vocab *v = load_buf(&b, &f, &err);
+    CHECK(v != NULL, "synthetic spm: %s", err.msg);
+    if (!v) {
+        free(b.p);
+        return;
+    }
+    int32_t got[64], want[64];
+    // Control token <|c|> in markup: parsed; the same spelling in user text: text.
+    const struct tok_segment s1[] = {SEG("<|c|>a", true), SEG("b<|c|>", false), SEG("<|c|>", true)};
+    int n = enc_segs(v, s1, 3, false, got, 64);
+    int m1 = enc(v, "<|c|>ab<|c|>", false, false, want, 64); // <|c|> never parsed
+    CHECK(n > 3 && got[0] == P(10) && got[n - 1] == P(10), "markup control tokens parsed (n=%d)", n);
+    // between the two parsed <|c|>: "ab<|c|>" tokenized as one plain fragment (after a special token, so
+    // with the space prefix): the ids of encoding "ab<|c|>" alone without special parsing
+    int m2 = enc(v, "ab<|c|>", false, false, want, 64);
+    CHECK(m1 > 0 && n == m2 + 2 && same_ids(got + 1, n - 2, want, m2), "user <|c|> stays text (n=%d m=%d)", n, m2);
+    // A spelling that straddles markup and user text is no control token either.
+    const struct tok_segment s2[] = {SEG("a<|c", true), SEG("|>", false)};
+    n = enc_segs(v, s2, 2, false, got, 64);
+    m1 = enc(v, "a<|c|>", false, false, want, 64);
+    CHECK(same_ids(got, n, want, m1), "straddling spelling stays text");
+    // User-defined tokens match anywhere, as in tok_encode.
+    const struct tok_segment s3[] = {SEG("a", true), SEG("<|u|>b", false)};
+    n = enc_segs(v, s3, 2, true, got, 64);
+    m1 = enc(v, "a<|u|>b", true, true, want, 64);
+    CHECK(same_ids(got, n, want, m1) && n == 5 && got[2] == P(9), "user-defined token in user text (n=%d)", n);
+    // Borders inside plain text change nothing: "ab" split as "a" + "b" is still "▁ab".
+    const struct tok_segment s4[] = {SEG("a", true), SEG("b", false), SEG("", true)};
+    n = enc_segs(v, s4, 3, true, got, 64);
+    CHECK(n == 2 && got[0] == 1 && got[1] == P(5), "merge across a border (n=%d)", n);
+    // Capacity: the needed count, as tok_encode.
+    CHECK(enc_segs(v, s1, 3, false, got, 1) == enc_segs(v, s1, 3, false, want, 64), "needed count");
+    CHECK(enc_segs(v, NULL, 0, true, got, 64) == 1 && got[0] == 1, "no segments: BOS only");
+    tok_free(v);
+    gguf_close(&f);
+    free(b.p);
+}
+
+// Random segments of random pieces: all of them markup, or all user text, must
+// give tok_encode's ids for the whole text (with and without special parsing);
+// mixed segments too when the user text holds no control-token spelling.
+static void fuzz_segments(const struct tok_vocab *v, const char *label, int iters) {
+    static const char *const pool[] = {"a", "b", "e", "the", " ", "  ", "\n", "\t", "1", "23", ".", ",",
+                                       "\xc3\xa9", "\xe4\xb8\x80", "\xf0\x9f\x98\x80", "<", ">", "|", "<s>",
+                                       "</s>", "<|u|>", "<start_of_turn>", "<end_of_turn>", "<|im_end|>",
+                                       "<|endoftext|>", "[CLS]", "user", "model"};
+    enum { NP = sizeof pool / sizeof pool[0], MAX_SEGS = 12 };
+    char text[MAX_SEGS * 64];
+    struct tok_segment segs[MAX_SEGS];
+    int32_t *got = malloc(4096 * sizeof *got), *want = malloc(4096 * sizeof *want);
+    int fails = 0;
+    for (int it = 0; it < iters; it++) {
+        const int mode = it % 3; // 0: all markup, 1: all user text, 2: mixed
+        size_t n_segs = 1 + rnd() % MAX_SEGS, len = 0;
+        for (size_t i = 0; i < n_segs; i++) {
+            const bool special = mode == 0 || (mode == 2 && rnd() % 2);
+            segs[i] = (struct tok_segment){text + len, 0, special};
+            for (int k = rnd() % 6; k > 0; k--) {
+                const char *p = pool[rnd() % NP];
+                int32_t id = tok_find(v, p, strlen(p));
+                if (mode == 2 && !special && id >= 0 && tok_is_control(v, id)) continue;
+                memcpy(text + len, p, strlen(p));
+                len += strlen(p);
+                segs[i].len += strlen(p);
+            }
+        }
+        const bool add = rnd() % 2;
+        llm_err err = {{0}};
+        int n = tok_encode_segments(v, segs, n_segs, add, got, 4096, &err);
+        int m = tok_encode(v, text, len, add, mode != 1, want, 4096, &err);
+        if (!same_ids(got, n, want, m) && fails++ < 3)
+            print_case(label, (size_t)it, text, len, got, n < 0 ? 0 : n, want, m < 0 ? 0 : m);
+    }
+    printf("segments %-27s %d inputs, %d differ from whole-text tokenization\n", label, iters, fails);
+    CHECK(fails == 0, "%s: %d segment cases differ", label, fails);
+    free(got);
+    free(want);
+}
+
 static void test_gemma(void) {
     char path[1024];
     if (!find_model("gemma-3-270m-q4_k_m.gguf", path, sizeof path)) {
@@ -969,6 +1069,17 @@ static void test_gemma(void) {
     free(big);
     free(bids);
     fuzz_vocab(v, "gemma", 300);
+    fuzz_segments(v, "gemma", 300);
+
+    // A chat turn: markup parsed, the user's "<end_of_turn>" kept as text.
+    const struct tok_segment turn[] = {SEG("<start_of_turn>user\n", true), SEG("Hi<end_of_turn>", false),
+                                       SEG("<end_of_turn>\n", true)};
+    int32_t got[64], want[64];
+    n = enc_segs(v, turn, 3, true, got, 64);
+    int m = enc(v, "user\nHi<end_of_turn>", false, false, want, 64);
+    CHECK(n == m + 4 && got[0] == 2 && got[1] == sot && same_ids(got + 2, m, want, m) && got[n - 2] == eot,
+          "gemma turn with a user <end_of_turn> (n=%d m=%d)", n, m);
+    for (int i = 2; i < n - 2; i++) CHECK(!tok_is_control(v, got[i]), "control id %d in user text", got[i]);
     tok_free(v);
     gguf_close(&f);
 }
@@ -983,6 +1094,7 @@ static void test_fuzz_files(void) {
         struct gguf_file f = {0};
         struct tok_vocab *v = load_vocab(path, &f, NULL);
         if (v) fuzz_vocab(v, names[i], 300);
+        if (v) fuzz_segments(v, names[i], 150);
         tok_free(v);
         gguf_close(&f);
     }
@@ -990,6 +1102,7 @@ static void test_fuzz_files(void) {
 
 int main(void) {
     test_synthetic_spm();
+    test_segments_synthetic();
     test_stream_bytes();
     test_conformance();
     test_goldens();

@@ -38,6 +38,7 @@ struct http_ctx {
     bool client_gone;
     bool include_usage;           // stream_options.include_usage
     bool base64;                  // embeddings: encoding_format base64
+    bool embed_many;              // embeddings: the input was a list (llamafile's /embedding then answers "results")
     char *echo;                   // completions echo: the prompt text to put first
     char id[48];
     int64_t created;
@@ -470,7 +471,8 @@ static int parse_response_format(const json_t *body, struct task *t, struct perr
 }
 
 // Chat messages: role and content (a string or an array of text parts).
-static int parse_messages(struct server *s, const json_t *body, struct task *t, char **prompt_out, struct perr *e) {
+static int parse_messages(struct server *s, const json_t *body, struct task *t, char **prompt_out,
+                          size_t *prompt_len, struct perr *e) {
     const json_t *msgs = json_object_get(body, "messages");
     if (!json_is_array(msgs)) return bad(e, "messages", "'messages' must be an array of messages");
     const size_t n = json_array_size(msgs);
@@ -554,7 +556,8 @@ static int parse_messages(struct server *s, const json_t *body, struct task *t, 
     for (size_t i = 0; i < n; i++) total += cm[i].len;
     if (check_text_size(s, total, "messages", e)) goto done;
     llm_err err;
-    if (server_format_chat(s->engine, cm, (int)n, true, prompt_out, &t->prompt, &t->n_prompt, &err)) {
+    if (server_format_chat(s->chat, s->engine, cm, (int)n, true, prompt_out, prompt_len, &t->prompt, &t->n_prompt,
+                           &err)) {
         bad(e, "messages", "%s", err.msg);
         goto done;
     }
@@ -736,13 +739,18 @@ static void finish_reply(struct http_ctx *c) {
             if (t->api == API_EMBED_OPENAI)
                 json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", vec));
             else
-                json_array_append_new(data, json_pack("{s:i,s:[o]}", "index", i, "embedding", vec));
+                json_array_append_new(data, json_pack("{s:i,s:o}", "index", i, "embedding", vec));
         }
         if (t->api == API_EMBED_OPENAI)
             send_json(c->req, 200, json_pack("{s:s,s:o,s:s,s:{s:i,s:i}}", "object", "list", "data", data, "model",
                                              s->model_id, "usage", "prompt_tokens", t->n_prompt, "total_tokens", t->n_prompt));
-        else
-            send_json(c->req, 200, data);
+        else if (c->embed_many) // llamafile's shape (what its clients, e.g. llama-index's, read)
+            send_json(c->req, 200, json_pack("{s:o}", "results", data));
+        else { // one input: {"embedding": [...]}
+            json_t *one = json_pack("{s:O}", "embedding", json_object_get(json_array_get(data, 0), "embedding"));
+            json_decref(data);
+            send_json(c->req, 200, one);
+        }
     } else {
         struct sbuf text = {0};
         if (c->echo) sbuf_add(&text, c->echo, strlen(c->echo));
@@ -939,6 +947,10 @@ static void handle_generation(struct server *s, struct evhttp_request *req, cons
         "dry_sequence_breakers", "grammar", "json_schema", "response_format", "t_max_predict_ms", "response_fields",
         "timings_per_token", "post_sampling_probs", "lora", "image_data", "min_keep", "top_n_sigma", "samplers",
         "penalty_last_n", NULL};
+    if (engine_is_encoder(s->engine)) {
+        send_error(req, 501, "this model is an encoder: it only embeds (/v1/embeddings, /embedding)", NULL, NULL);
+        return;
+    }
     struct perr e = {0};
     struct task *t = task_new();
     struct http_ctx *c = calloc(1, sizeof *c);
@@ -985,7 +997,7 @@ static void handle_generation(struct server *s, struct evhttp_request *req, cons
             bad(&e, "function_call", "function calling is not supported");
             goto fail;
         }
-        if (parse_messages(s, body, t, NULL, &e) || check_prompt_fits(s, t, "messages", &e)) goto fail;
+        if (parse_messages(s, body, t, NULL, NULL, &e) || check_prompt_fits(s, t, "messages", &e)) goto fail;
     } else {
         bool echo = false;
         if (api == API_COMPLETIONS && get_bool(body, "echo", &echo, &e)) goto fail;
@@ -1012,10 +1024,6 @@ static void handle_embeddings(struct server *s, struct evhttp_request *req, cons
     struct perr e = {0};
     if (!s->cfg.embedding) {
         send_error(req, 501, "embeddings are disabled: start the server with --embedding", NULL, NULL);
-        return;
-    }
-    if (engine_n_embd(s->engine) <= 0) {
-        send_error(req, 501, "this build has no embedding support yet (the engine's engine_embed is a stub)", NULL, NULL);
         return;
     }
     static const char *const oa_fields[] = {"input", "model", "encoding_format", "user", "dimensions", NULL};
@@ -1055,6 +1063,7 @@ static void handle_embeddings(struct server *s, struct evhttp_request *req, cons
     // One input (a string or a token list) or an array of them.
     const bool many = json_is_array(in) && json_array_size(in) > 0 && !json_is_integer(json_array_get(in, 0));
     const size_t n = many ? json_array_size(in) : 1;
+    c->embed_many = many;
     if (n > 2048) {
         bad(&e, key, "%zu inputs; at most 2048 per request", n);
         goto fail;
@@ -1094,8 +1103,9 @@ static void handle_embeddings(struct server *s, struct evhttp_request *req, cons
         t->embed_lens[i] = m;
         t->n_embed_inputs = (int)i + 1;
         t->n_prompt += m;
-        if (m == 0 || m > s->n_ctx_slot) {
-            bad(&e, key, "input %zu is %d tokens; it must be 1..%lld", i, m, (long long)s->n_ctx_slot);
+        if (m == 0 || m > engine_embed_max_tokens(s->engine)) {
+            bad(&e, key, "input %zu is %d tokens; it must be 1..%lld", i, m,
+                (long long)engine_embed_max_tokens(s->engine));
             goto fail;
         }
     }
@@ -1115,17 +1125,18 @@ static void handle_apply_template(struct server *s, struct evhttp_request *req, 
     static const char *const fields[] = {"messages", "model", NULL};
     struct task *t = task_new();
     char *prompt = NULL;
+    size_t prompt_len = 0;
     if (!t) {
         send_error(req, 500, "out of memory", NULL, NULL);
         return;
     }
-    if (check_fields(body, fields, &e) || parse_messages(s, body, t, &prompt, &e)) {
+    if (check_fields(body, fields, &e) || parse_messages(s, body, t, &prompt, &prompt_len, &e)) {
         send_perr(req, &e);
     } else {
         json_t *ids = json_array();
         for (int32_t i = 0; i < t->n_prompt; i++) json_array_append_new(ids, json_integer(t->prompt[i]));
-        send_json(req, 200, json_pack("{s:o,s:o,s:s}", "prompt", json_text(prompt, strlen(prompt)), "tokens", ids,
-                                      "chat_format", server_chat_format_name(s->engine)));
+        send_json(req, 200, json_pack("{s:o,s:o,s:s}", "prompt", json_text(prompt, prompt_len), "tokens", ids,
+                                      "chat_format", server_chat_format_name(s->chat)));
     }
     free(prompt);
     task_free(t);
@@ -1221,12 +1232,13 @@ static void handle_models(struct server *s, struct evhttp_request *req) {
 static void handle_props(struct server *s, struct evhttp_request *req) {
     const struct sampler_params d = sampler_defaults();
     send_json(req, 200,
-              json_pack("{s:{s:I,s:{s:f,s:i,s:f,s:f,s:f,s:i,s:i}},s:i,s:s,s:s,s:s,s:I,s:b,s:{s:b}}",
+              json_pack("{s:{s:I,s:{s:f,s:i,s:f,s:f,s:f,s:i,s:i}},s:i,s:s,s:s,s:s,s:s,s:I,s:b,s:{s:b}}",
                         "default_generation_settings", "n_ctx", (json_int_t)s->n_ctx_slot, "params", "temperature",
                         (double)d.temp, "top_k", d.top_k, "top_p", (double)d.top_p, "min_p", (double)d.min_p,
                         "repeat_penalty", (double)d.repeat_penalty, "repeat_last_n", d.repeat_last_n, "n_predict", -1,
                         "total_slots", s->cfg.n_slots, "model_path", s->cfg.model_path, "chat_format",
-                        server_chat_format_name(s->engine), "build_info", "llmfile " LLMFILE_VERSION, "n_ctx",
+                        server_chat_format_name(s->chat), "chat_template", server_chat_template_source(s->chat),
+                        "build_info", "llmfile " LLMFILE_VERSION, "n_ctx",
                         (json_int_t)s->cfg.n_ctx, "embedding", s->cfg.embedding, "modalities", "vision", 0));
 }
 
@@ -1527,9 +1539,13 @@ int server_http_run(struct server *s) {
         return 1;
     }
     const bool v6 = strchr(s->cfg.host, ':') != NULL;
-    printf("llmfile server: listening on http://%s%s%s:%d (%d slots, %lld tokens of context each, %s chat format)\n",
-           v6 ? "[" : "", s->cfg.host, v6 ? "]" : "", port, s->cfg.n_slots, (long long)s->n_ctx_slot,
-           server_chat_format_name(s->engine));
+    if (engine_is_encoder(s->engine))
+        printf("llmfile server: listening on http://%s%s%s:%d (encoder: embeddings of up to %lld tokens)\n",
+               v6 ? "[" : "", s->cfg.host, v6 ? "]" : "", port, (long long)engine_embed_max_tokens(s->engine));
+    else
+        printf("llmfile server: listening on http://%s%s%s:%d (%d slots, %lld tokens of context each, %s chat format)\n",
+               v6 ? "[" : "", s->cfg.host, v6 ? "]" : "", port, s->cfg.n_slots, (long long)s->n_ctx_slot,
+               server_chat_format_name(s->chat));
     fflush(stdout);
     event_base_dispatch(g.base);
     // Anything still live after the grace period: its client gets nothing more.

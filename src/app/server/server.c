@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "app/cli/args.h"
+#include "chat_format.h"
 #include "server.h"
 
 static void print_help(void) {
@@ -37,6 +38,10 @@ static void print_help(void) {
         "      --cors ORIGIN         also let browser pages from ORIGIN call the API ('*': any origin);\n"
         "                            pages on localhost and the server's own page are always allowed\n"
         "      --embedding           enable /v1/embeddings and /embedding\n"
+        "      --chat-template-file FILE\n"
+        "                            Jinja chat template to use instead of the model's\n"
+        "                            tokenizer.chat_template (which falls back to a built-in one,\n"
+        "                            with a warning, when it is missing or does not work)\n"
         "  -t, --threads N           engine threads (default: physical cores)\n"
         "  -b, --batch-size N        tokens per engine step, prompt chunks included (default 512)\n"
         "      --cpu-level LEVEL     use kernels no newer than LEVEL (see llmfile --help)\n"
@@ -98,6 +103,7 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
             const char *val = VALUE();
             if (cli_parse_long(f, val, 64, 1 << 24, &v, err)) return -1;
             c->n_ctx = v;
+            c->ctx_given = true;
         } else if (IS("--queue")) {
             const char *val = VALUE();
             if (cli_parse_long(f, val, 0, 100000, &v, err)) return -1;
@@ -110,6 +116,9 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
             const char *val = VALUE();
             if (!*val) return err_set(err, "--api-key needs a non-empty key");
             c->api_key = val;
+        } else if (IS("--chat-template-file")) {
+            const char *val = VALUE();
+            c->chat_template_file = val;
         } else if (IS("--cors")) {
             const char *val = VALUE();
             c->cors_origin = val;
@@ -170,18 +179,27 @@ int server_main(int argc, char **argv) {
     // The model, with its KV cache sized for every slot.
     struct engine_params ep = {.model_path = c->model_path, .n_threads = c->n_threads, .n_ctx = c->n_ctx,
                                .n_seq_max = c->n_slots, .n_batch = c->n_batch + c->n_slots,
-                               .cpu_level = c->cpu_level, .allow_unknown_pre = c->allow_unknown_pre};
+                               .cpu_level = c->cpu_level, .allow_unknown_pre = c->allow_unknown_pre,
+                               .fit_encoder_ctx = !c->ctx_given};
     const double t0 = server_now_ms();
     if (engine_load(&s->engine, &ep, &err)) return fail(err.msg);
     const struct model_hparams *hp = engine_hparams(s->engine);
     s->vocab = engine_vocab(s->engine);
     s->n_vocab = (int32_t)hp->n_vocab;
+    c->n_ctx = engine_n_ctx(s->engine); // an encoder's may have been cut to its positions
     s->n_ctx_slot = c->n_ctx / c->n_slots;
     s->max_prompt_bytes = (size_t)s->n_ctx_slot * (tok_max_piece(s->vocab) + 1) + 4096;
     const char *base = strrchr(c->model_path, '/');
     snprintf(s->model_id, sizeof s->model_id, "%s", base ? base + 1 : c->model_path);
     fprintf(stderr, "llmfile server: loaded %s in %.0f ms (%d threads, %s kernels)\n", c->model_path,
             server_now_ms() - t0, engine_n_threads(s->engine), engine_cpu_level(s->engine));
+    char warning[sizeof err.msg + 64];
+    if (server_chat_init(&s->chat, s->engine, c->chat_template_file, warning, sizeof warning, &err)) {
+        engine_free(s->engine);
+        return fail(err.msg);
+    }
+    if (warning[0] && !engine_is_encoder(s->engine)) // an encoder only embeds: no chat to warn about
+        fprintf(stderr, "llmfile server: warning: %s\n", warning);
     if (c->api_key == NULL && strcmp(c->host, "127.0.0.1") && strcmp(c->host, "localhost") && strcmp(c->host, "::1"))
         fprintf(stderr, "llmfile server: warning: listening on %s without --api-key: anyone who can reach it may use it\n",
                 c->host);
@@ -190,11 +208,13 @@ int server_main(int argc, char **argv) {
     pthread_cond_init(&s->wake, NULL);
     if (pipe(s->notify_fd) || fcntl(s->notify_fd[0], F_SETFL, O_NONBLOCK) ||
         fcntl(s->notify_fd[1], F_SETFL, O_NONBLOCK)) {
+        server_chat_free(s->chat);
         engine_free(s->engine);
         return fail("cannot create a pipe");
     }
     if (slots_init(s, &err)) {
         slots_free(s);
+        server_chat_free(s->chat);
         engine_free(s->engine);
         return fail(err.msg);
     }
@@ -208,6 +228,7 @@ int server_main(int argc, char **argv) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (perr) {
         slots_free(s);
+        server_chat_free(s->chat);
         engine_free(s->engine);
         return fail("cannot start the engine thread");
     }
@@ -220,6 +241,7 @@ int server_main(int argc, char **argv) {
     // Tasks the engine finished after the loop ended are answered by nobody: free them.
     server_http_free();
     slots_free(s);
+    server_chat_free(s->chat);
     engine_free(s->engine);
     close(s->notify_fd[0]);
     close(s->notify_fd[1]);

@@ -44,12 +44,14 @@ struct server_config {
     int port;                  // 0: any free port
     int n_slots;               // -np
     int64_t n_ctx;             // total KV cells, shared by the slots (each gets n_ctx / n_slots)
+    bool ctx_given;            // -c was given (else an encoder's context is cut to its positions)
     int n_threads;
     int32_t n_batch;           // tokens per engine step
     int max_queue;             // waiting requests beyond the busy slots; more get 503
     double timeout_s;          // per-request time limit
     const char *api_key;       // NULL: no authentication
     const char *cors_origin;   // extra allowed browser origin ("*": any); localhost is always allowed
+    const char *chat_template_file; // a Jinja chat template instead of the model's (NULL: the model's)
     bool embedding;            // enable /v1/embeddings and /embedding
     const char *cpu_level;
     bool allow_unknown_pre;
@@ -64,7 +66,8 @@ enum api_kind { API_CHAT, API_COMPLETIONS, API_NATIVE_COMPLETION, API_EMBED_OPEN
 
 enum task_kind { TASK_GENERATE, TASK_EMBED };
 
-struct json_fsm; // json_constrain.h
+struct json_fsm;    // json_constrain.h
+struct server_chat; // chat_format.h
 
 struct task {
     // ---- set by the HTTP thread before queueing; read-only afterwards ----
@@ -129,6 +132,7 @@ struct server {
     struct server_config cfg;
     struct engine *engine;
     const struct tok_vocab *vocab;
+    struct server_chat *chat;   // the chat template (read-only once loaded)
     int64_t n_ctx_slot;         // KV cells each slot may use
     size_t max_prompt_bytes;    // longer prompt text cannot fit a slot (each token covers at most
                                 // tok_max_piece bytes); refused before tokenizing, which is slow

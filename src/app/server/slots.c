@@ -278,11 +278,6 @@ static void start_task(struct server *s, struct task *t) {
 static void run_embed(struct server *s, struct task *t) {
     llm_err err;
     const int64_t n_embd = engine_n_embd(s->engine);
-    if (n_embd <= 0) {
-        task_fail(t, 501, "this build has no embedding support yet (engine_embed is a stub)");
-        task_done(s, t);
-        return;
-    }
     t->n_embd = n_embd;
     t->embeddings = malloc((size_t)t->n_embed_inputs * (size_t)n_embd * sizeof(float));
     if (!t->embeddings) {
