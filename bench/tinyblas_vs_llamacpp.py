@@ -42,7 +42,7 @@ def probe_exe():
     src = ROOT / "bench" / "probe" / "limits.c"
     if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
         exe.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["cc", "-O2", "-march=native", "-pthread", "-o", str(exe), str(src)], check=True)
+        subprocess.run(["cc", "-O3", "-march=native", "-pthread", "-o", str(exe), str(src)], check=True)
     return exe
 
 
@@ -139,10 +139,10 @@ def ensure_models(wanted):
         if name == "default":
             paths[name] = CACHE / "default.gguf"
             continue
-        p = BENCH_MODELS / f"tinyllama-1.1b-{name}.gguf"
+        p = BENCH_MODELS / f"tinyllama-{name}.gguf"
         if not p.exists():
-            subprocess.run([sys.executable, str(ROOT / "bench" / "make_bench_models.py"), "--out", str(BENCH_MODELS)],
-                           check=True)
+            subprocess.run([sys.executable, str(ROOT / "bench" / "make_bench_models.py"), str(BENCH_MODELS),
+                            "--types", name], check=True)
         paths[name] = p
     return paths
 

@@ -1,7 +1,8 @@
 // The machine's physical limits, for bench/tinyblas_vs_llamacpp.py: memory read
 // bandwidth (T threads streaming a buffer far larger than the caches) and peak
 // arithmetic rates (fp32 FMA, bf16 dot, int8 dot) with T threads. Built by the
-// bench script with -O2 -march=native; prints one JSON object.
+// bench script with -O3 -march=native (at -O2 GCC keeps the 12 accumulators in
+// memory and measures store forwarding, a third of the FMA rate); prints one JSON object.
 //   limits [threads] [buffer MiB]
 #include <immintrin.h>
 #include <pthread.h>
