@@ -57,6 +57,10 @@ struct kern_gemm {
 // (row_bytes apart), sharing the loads of one activation row (vec_dot_type).
 typedef void (*kern_gemv_fn)(int64_t k, const void *w, size_t row_bytes, int nr, const void *act,
                              float *y);
+// The same for two activation rows at once (the weights loaded once): y0 and
+// y1 bit for bit what two kern_gemv_fn calls give.
+typedef void (*kern_gemv2_fn)(int64_t k, const void *w, size_t row_bytes, int nr, const void *act0,
+                              const void *act1, float *y0, float *y1);
 
 struct kern_attn_tile; // below, with the attention driver
 
@@ -68,6 +72,7 @@ struct kern_ops {
     // -- matrix kernels (GEMM / GEMV); NULL: kern_matmul falls back to dot --
     const struct kern_gemm *gemm[QUANT_TYPE_COUNT]; // by weight type
     kern_gemv_fn gemv[QUANT_TYPE_COUNT];            // by weight type
+    kern_gemv2_fn gemv2[QUANT_TYPE_COUNT];          // by weight type; NULL: gemv per column
     // -- end of matrix kernels --
 
     // ---- Attention over the fp16 KV cache (kept together; see struct kern_attn_tile) ----

@@ -120,10 +120,16 @@ static void gemv_job(void *ctx, int ith, int nth) {
                  j->act, j->y + r0);
             continue;
         }
+        kern_gemv2_fn gemv2 = j->ops->gemv2[w->type];
         for (int64_t r = r0; r < r1; r += GEMV_ROWS) {
             const int nr = (int)(r1 - r < GEMV_ROWS ? r1 - r : GEMV_ROWS);
             const void *wr = (const char *)w->data + (size_t)r * w->row_bytes;
-            for (int64_t c = 0; c < j->n; c++)
+            int64_t c = 0;
+            for (; gemv2 && c + 2 <= j->n; c += 2) // two columns per pass over the rows
+                gemv2(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
+                      (const char *)j->act + (size_t)(c + 1) * j->act_row_bytes, j->y + c * j->y_stride + r,
+                      j->y + (c + 1) * j->y_stride + r);
+            for (; c < j->n; c++)
                 gemv(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
                      j->y + c * j->y_stride + r);
         }

@@ -175,7 +175,7 @@ static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, 
 // generation rows) or alone, with any thread count.
 static void check_batch_invariance(const struct kern_ops *o, struct pool **pools, int n_pools, int type) {
     const struct quant_traits *tr = quant_get(type);
-    const int64_t m = 37, k = (tr->block_elems == 1 ? 100 : 3) * tr->block_elems, n = 13, n_prompt = 6;
+    const int64_t m = 37, k = (tr->block_elems == 1 ? 100 : 11) * tr->block_elems, n = 13, n_prompt = 6;
     const size_t rb = quant_row_bytes(type, k);
     uint8_t *w = xmalloc(rb * (size_t)m);
     float *x = xmalloc(sizeof(float) * (size_t)(n * k)), *y = xmalloc(sizeof(float) * (size_t)(n * m));
