@@ -32,8 +32,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+import common
+
+ROOT = common.REPO
 
 DRIVER = r"""
 #include "chat/chat.h"
@@ -84,20 +85,7 @@ DEFAULT_TEMPLATES = [
 
 
 def build_driver(tmp: str) -> str:
-    src = os.path.join(tmp, "chat_bench.c")
-    with open(src, "w") as f:
-        f.write(DRIVER)
-    exe = os.path.join(tmp, "chat_bench")
-    sources = []
-    for layer in ("chat", "base"):
-        d = os.path.join(ROOT, "src", layer)
-        sources += [os.path.join(d, x) for x in sorted(os.listdir(d)) if x.endswith(".c")]
-    arch = os.uname().machine
-    base = ["-march=x86-64", "-mtune=generic"] if arch == "x86_64" else (["-march=armv8-a"] if arch == "aarch64" else [])
-    cmd = [os.environ.get("CC", "cc"), "-std=c11", "-O2", *base, "-D_GNU_SOURCE", "-pthread",
-           "-I" + os.path.join(ROOT, "src"), "-o", exe, src, *sources, "-lm", "-pthread"]
-    subprocess.run(cmd, check=True)
-    return exe
+    return common.build_c_driver(tmp, "chat_bench", DRIVER, ['chat', 'base'])
 
 
 def conversation(n: int) -> dict:

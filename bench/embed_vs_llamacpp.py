@@ -20,7 +20,6 @@ Also prints the cosine between the two vectors.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -30,9 +29,9 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                             "llmfile", "minilm.gguf")
+import common
+
+DEFAULT_MODEL = common.cache_path("minilm.gguf")
 TEXT = ("Embeddings map text to vectors so that texts with similar meaning land close together. "
         "A sentence encoder reads the whole sentence at once: every token attends to every other "
         "token, in both directions, and the hidden states of the last layer are averaged into one "
@@ -53,12 +52,10 @@ def text_of(llama, n_tokens: int) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    ap = common.parser(__doc__.split("\n")[0], DEFAULT_MODEL)
     ap.add_argument("-t", "--threads", default="2")
     ap.add_argument("-P", "--tokens", type=int, default=100)
     ap.add_argument("-r", "--runs", type=int, default=5)
-    ap.add_argument("--llmfile", default=os.path.join(REPO, "build", "llmfile"))
     args = ap.parse_args()
     import llama_cpp
 

@@ -29,7 +29,6 @@ Prints a markdown table; ratio = llmfile tok/s / llama.cpp tok/s (> 1: llmfile f
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -40,11 +39,9 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tools"))
+import common
 
-DEFAULT_MODEL = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                             "llmfile", "default.gguf")
+DEFAULT_MODEL = common.cache_path("default.gguf")
 
 TEXT = ("The history of the printing press begins in the fifteenth century, when movable "
         "type made it possible to reproduce books quickly and cheaply. Before that, every "
@@ -87,22 +84,8 @@ def run_llmfile(exe, model, prompt, n, threads):
 
 
 def run_llamacpp(model, ptoks, n, threads, flash_attn):
-    import llama_cpp as L
-    from gen_logit_goldens import LlamaCpp
-    n_ctx = len(ptoks) + n + 8
-    n_batch = max(512, len(ptoks))
-    lc = LlamaCpp(model, n_ctx=n_ctx, n_batch=n_batch, n_threads=threads)
+    lc = common.llamacpp_context(model, len(ptoks) + n + 8, max(512, len(ptoks)), threads, flash_attn)
     try:
-        if flash_attn != "off":
-            # LlamaCpp pins flash attention off (for goldens); rebuild the context
-            L.llama_free(lc.ctx)
-            cp = L.llama_context_default_params()
-            cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, n_batch, n_batch, 1
-            cp.n_threads = cp.n_threads_batch = threads
-            cp.no_perf = True
-            cp.flash_attn_type = {"auto": L.LLAMA_FLASH_ATTN_TYPE_AUTO,
-                                  "on": L.LLAMA_FLASH_ATTN_TYPE_ENABLED}[flash_attn]
-            lc.ctx = L.llama_init_from_model(lc.model, cp)
         t0 = time.perf_counter()
         logits = lc.decode(ptoks, 0, all_logits=False)[-1]
         t1 = time.perf_counter()
@@ -161,13 +144,11 @@ def make_prompt(model, n_tokens):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    ap = common.parser(__doc__.split("\n")[0], DEFAULT_MODEL)
     ap.add_argument("-t", "--threads", default="2")
     ap.add_argument("-n", "--n-predict", type=int, default=64)
     ap.add_argument("-P", "--prompt-tokens", type=int, default=256)
     ap.add_argument("-r", "--runs", type=int, default=3)
-    ap.add_argument("--llmfile", default=os.path.join(REPO, "build", "llmfile"))
     ap.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--json")
     ap.add_argument("--wait-idle", type=float, default=0.0)

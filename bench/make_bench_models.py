@@ -35,8 +35,7 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tools"))
+import common  # noqa: E402  (also puts tools/ on sys.path)
 import make_test_models as mtm  # noqa: E402
 
 import gguf  # noqa: E402
@@ -48,8 +47,7 @@ HEAD_DIM = N_EMBD // N_HEAD
 QUANT_FTYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15}
 ALL_TYPES = ["F16", "Q8_0", "Q4_0", "Q4_K_M"]
 
-DEFAULT_OUT = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                           "llmfile", "bench")
+DEFAULT_OUT = common.cache_path("bench")
 
 
 def build_vocab():

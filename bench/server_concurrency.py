@@ -20,7 +20,6 @@ Runs alternate llmfile, llama.cpp; the table shows the median of -r runs.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import http.client
 import json
@@ -31,9 +30,9 @@ import subprocess
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                             "llmfile", "default.gguf")
+import common
+
+DEFAULT_MODEL = common.cache_path("default.gguf")
 PROMPTS = ["Once upon a time, in a small village by the sea, there lived",
            "The history of the printing press begins in the fifteenth century, when",
            "Here is a simple recipe for bread. First, take some flour and",
@@ -137,13 +136,11 @@ _quiet = None
 
 def main():
     global _quiet
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    ap = common.parser(__doc__.split("\n")[0], DEFAULT_MODEL)
     ap.add_argument("-c", "--clients", default="1,2,4,8")
     ap.add_argument("-n", "--tokens", type=int, default=64)
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("-r", "--runs", type=int, default=2)
-    ap.add_argument("--llmfile", default=os.path.join(REPO, "build", "llmfile"))
     ap.add_argument("--no-llamacpp", action="store_true")
     a = ap.parse_args()
     counts = [int(x) for x in a.clients.split(",")]

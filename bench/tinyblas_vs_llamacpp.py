@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+import common  # noqa: E402  (also puts tools/ on sys.path)
 BUILD = ROOT / "build"
 CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "llmfile"
 BENCH_MODELS = CACHE / "bench"
@@ -104,17 +104,10 @@ def llmfile_bench(model, threads, pp, tg):
 
 def llamacpp_bench(model, threads, pp, tg):
     """The same measurement on llama.cpp: a warm-up, then one timed run, random tokens."""
-    from gen_logit_goldens import LlamaCpp
+    import llama_cpp as L
     n = max(pp, tg)
-    lc = LlamaCpp(str(model), n_ctx=n + 8, n_batch=max(512, pp), n_threads=threads)
+    lc = common.llamacpp_context(str(model), n + 8, max(512, pp), threads)  # llama.cpp's default flash attention
     try:
-        import llama_cpp as L
-        L.llama_free(lc.ctx)  # LlamaCpp pins flash attention off for goldens: use llama.cpp's default
-        cp = L.llama_context_default_params()
-        cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n + 8, max(512, pp), max(512, pp), 1
-        cp.n_threads = cp.n_threads_batch = threads
-        cp.no_perf = True
-        lc.ctx = L.llama_init_from_model(lc.model, cp)
         rng = np.random.default_rng(42)
         n_vocab = lc.n_vocab
         toks = [int(x) for x in rng.integers(0, n_vocab, size=n)]

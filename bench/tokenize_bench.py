@@ -28,7 +28,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import common
+
+ROOT = common.REPO
 
 DRIVER = r"""
 #include "tok/tok.h"
@@ -103,21 +105,7 @@ def default_models() -> list[str]:
 
 
 def build_driver(tmp: str) -> str:
-    src = os.path.join(tmp, "tok_bench.c")
-    with open(src, "w") as f:
-        f.write(DRIVER)
-    exe = os.path.join(tmp, "tok_bench")
-    cc = os.environ.get("CC", "cc")
-    sources = []
-    for layer in ("tok", "gguf", "base"):
-        d = os.path.join(ROOT, "src", layer)
-        sources += [os.path.join(d, x) for x in sorted(os.listdir(d)) if x.endswith(".c")]
-    arch = os.uname().machine
-    base = ["-march=x86-64", "-mtune=generic"] if arch == "x86_64" else (["-march=armv8-a"] if arch == "aarch64" else [])
-    cmd = [cc, "-std=c11", "-O2", *base, "-D_GNU_SOURCE", "-pthread", "-I" + os.path.join(ROOT, "src"), "-o", exe,
-           src, *sources, "-lm", "-pthread"]
-    subprocess.run(cmd, check=True)
-    return exe
+    return common.build_c_driver(tmp, "tok_bench", DRIVER, ['tok', 'gguf', 'base'])
 
 
 def main() -> int:

@@ -78,17 +78,25 @@ static void pos_linecol(const struct lexer *L, size_t pos, int *line, int *col) 
     *col = (int)utf8_count(L->src + L->line_starts[lo], pos - L->line_starts[lo]) + 1;
 }
 
-static int lex_fail(struct lexer *L, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int lex_fail(struct lexer *L, size_t pos, const char *fmt, ...) {
+// The lexer's and the parser's one error message, at source offset pos.
+static int syntax_error(const struct lexer *L, llm_err *err, size_t pos, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static int syntax_error(const struct lexer *L, llm_err *err, size_t pos, const char *fmt, va_list ap) {
     char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     int line, col;
     pos_linecol(L, pos, &line, &col);
     one_line(msg);
-    return err_set(L->err, "chat template syntax error at line %d:%d: %s", line, col, msg);
+    return err_set(err, "chat template syntax error at line %d:%d: %s", line, col, msg);
+}
+
+static int lex_fail(struct lexer *L, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int lex_fail(struct lexer *L, size_t pos, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int rc = syntax_error(L, L->err, pos, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static struct token *emit(struct lexer *L, int kind, size_t pos) {
@@ -508,15 +516,11 @@ struct parser {
 
 static int pfail_at(struct parser *P, const struct token *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int pfail_at(struct parser *P, const struct token *t, const char *fmt, ...) {
-    char msg[300];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    const int rc = syntax_error(P->L, P->err, t->pos, fmt, ap);
     va_end(ap);
-    int line, col;
-    pos_linecol(P->L, t->pos, &line, &col);
-    one_line(msg);
-    return err_set(P->err, "chat template syntax error at line %d:%d: %s", line, col, msg);
+    return rc;
 }
 #define PFAIL(P, ...) (pfail_at((P), (P)->t, __VA_ARGS__), (struct node *)NULL)
 
@@ -878,6 +882,23 @@ static struct node *parse_unary(struct parser *P, bool with_filter) {
     return LEAVE(P, n);
 }
 
+// A list literal [a, b] (kind E_LIST, items in list) or a dict literal
+// {k: v} (E_DICT, keys in list, values in list2), at its opening token t;
+// a trailing comma is allowed.
+static struct node *parse_list_or_dict(struct parser *P, const struct token *t, int kind, int close) {
+    next(P);
+    struct node *n = mk(P, kind, t);
+    if (!n) return NULL;
+    while (P->t->kind != close) {
+        if (n->list.n && !expect(P, T_COMMA)) return NULL;
+        if (P->t->kind == close) break;
+        if (list_push(P, &n->list, parse_expression(P, true))) return NULL;
+        if (kind == E_DICT && (!expect(P, T_COLON) || list_push(P, &n->list2, parse_expression(P, true))))
+            return NULL;
+    }
+    return expect(P, close) ? n : NULL;
+}
+
 static struct node *parse_primary(struct parser *P, bool with_namespace) {
     const struct token *t = P->t;
     struct node *n;
@@ -927,26 +948,8 @@ static struct node *parse_primary(struct parser *P, bool with_namespace) {
         n = parse_tuple(P, false, true, NULL, true, false);
         if (!n || !expect(P, T_RPAREN)) return NULL;
         return n;
-    case T_LBRACKET:
-        next(P);
-        if (!(n = mk(P, E_LIST, t))) return NULL;
-        while (P->t->kind != T_RBRACKET) {
-            if (n->list.n && !expect(P, T_COMMA)) return NULL;
-            if (P->t->kind == T_RBRACKET) break;
-            if (list_push(P, &n->list, parse_expression(P, true))) return NULL;
-        }
-        return expect(P, T_RBRACKET) ? n : NULL;
-    case T_LBRACE:
-        next(P);
-        if (!(n = mk(P, E_DICT, t))) return NULL;
-        while (P->t->kind != T_RBRACE) {
-            if (n->list.n && !expect(P, T_COMMA)) return NULL;
-            if (P->t->kind == T_RBRACE) break;
-            if (list_push(P, &n->list, parse_expression(P, true))) return NULL;
-            if (!expect(P, T_COLON)) return NULL;
-            if (list_push(P, &n->list2, parse_expression(P, true))) return NULL;
-        }
-        return expect(P, T_RBRACE) ? n : NULL;
+    case T_LBRACKET: return parse_list_or_dict(P, t, E_LIST, T_RBRACKET);
+    case T_LBRACE: return parse_list_or_dict(P, t, E_DICT, T_RBRACE);
     default: {
         char b[80];
         return PFAIL(P, "unexpected '%s'", describe(t, b, sizeof b));

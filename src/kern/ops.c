@@ -112,6 +112,18 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+// The softmax's exponentials: x[j] = expf(x[j] - max), summed in double. Returns
+// 1/sum, or 0 if the sum is 0.
+static float exp_inv_sum(float *x, int64_t n, float max) {
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const float e = expf(x[j] - max);
+        x[j] = e;
+        sum += e;
+    }
+    return sum > 0 ? (float)(1.0 / sum) : 0.0f;
+}
+
 void kern_attn_head(const float *q, const fp16_t *k, size_t k_stride, const fp16_t *v,
                     size_t v_stride, const int32_t *cells, int64_t n_cells, int64_t head_dim_k,
                     int64_t head_dim_v, float scale, float *scratch, float *out) {
@@ -128,13 +140,7 @@ void kern_attn_head(const float *q, const fp16_t *k, size_t k_stride, const fp16
         scratch[j] = s;
         if (s > max) max = s;
     }
-    double sum = 0;
-    for (int64_t j = 0; j < n_cells; j++) {
-        const float e = expf(scratch[j] - max);
-        scratch[j] = e;
-        sum += e;
-    }
-    const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+    const float inv = exp_inv_sum(scratch, n_cells, max);
     for (int64_t d = 0; d < head_dim_v; d++) out[d] = 0;
     for (int64_t j = 0; j < n_cells; j++) {
         const float p = fp16_to_fp32(fp32_to_fp16(scratch[j] * inv));
@@ -164,13 +170,7 @@ void kern_attn_head_f32(const float *q, const float *k, size_t k_stride, const f
         scratch[j] = s;
         if (s > max) max = s;
     }
-    double sum = 0;
-    for (int64_t j = 0; j < n_rows; j++) {
-        const float e = expf(scratch[j] - max);
-        scratch[j] = e;
-        sum += e;
-    }
-    const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+    const float inv = exp_inv_sum(scratch, n_rows, max);
     float acc[KERN_MAX_HEAD_DIM]; // local, so the loop below vectorizes (out could alias v)
     for (int64_t d = 0; d < head_dim; d++) acc[d] = 0;
     for (int64_t j = 0; j < n_rows; j++) {
@@ -206,13 +206,7 @@ void kern_attn_qk_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, fl
 void kern_attn_softmax_ref(float *p, int64_t n) {
     float max = -INFINITY;
     for (int64_t j = 0; j < n; j++) max = p[j] > max ? p[j] : max;
-    double sum = 0;
-    for (int64_t j = 0; j < n; j++) {
-        const float e = expf(p[j] - max);
-        p[j] = e;
-        sum += e;
-    }
-    const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+    const float inv = exp_inv_sum(p, n, max);
     for (int64_t j = 0; j < n; j++) p[j] = round_fp16(p[j] * inv);
 }
 

@@ -108,19 +108,27 @@ static void attention_job(void *ctx, int ith, int nth) {
     }
 }
 
-// h = LayerNorm(attn_output + bias + x).
-static void attn_out_job(void *ctx, int ith, int nth) {
-    struct enc *f = ctx;
+// For the worker's tokens: out = LayerNorm(t + bias + res), where t is the
+// projection output in tmp (bias added in place).
+static void bias_residual_norm(const struct enc *f, int ith, int nth, const float *bias, const float *res,
+                               float *out, const float *norm, const float *norm_b) {
     const struct model_hparams *hp = &f->mc->model->hp;
     const int64_t e = hp->n_embd;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
-        float *t = f->w.tmp + i * e, *x = f->w.x + i * e, *h = f->w.h + i * e;
-        add_bias(t, f->el->bo, e);
-        for (int64_t j = 0; j < e; j++) h[j] = t[j] + x[j];
-        kern_layernorm(h, h, f->el->attn_out_norm, f->el->attn_out_norm_b, e, hp->norm_eps);
+        float *t = f->w.tmp + i * e, *o = out + i * e;
+        const float *r = res + i * e;
+        add_bias(t, bias, e);
+        for (int64_t j = 0; j < e; j++) o[j] = t[j] + r[j];
+        kern_layernorm(o, o, norm, norm_b, e, hp->norm_eps);
     }
+}
+
+// h = LayerNorm(attn_output + bias + x).
+static void attn_out_job(void *ctx, int ith, int nth) {
+    struct enc *f = ctx;
+    bias_residual_norm(f, ith, nth, f->el->bo, f->w.x, f->w.h, f->el->attn_out_norm, f->el->attn_out_norm_b);
 }
 
 static void ffn_act_job(void *ctx, int ith, int nth) {
@@ -139,16 +147,7 @@ static void ffn_act_job(void *ctx, int ith, int nth) {
 // x = LayerNorm(ffn_down + bias + h).
 static void ffn_out_job(void *ctx, int ith, int nth) {
     struct enc *f = ctx;
-    const struct model_hparams *hp = &f->mc->model->hp;
-    const int64_t e = hp->n_embd;
-    long b0, b1;
-    pool_split(f->b->n, ith, nth, &b0, &b1);
-    for (long i = b0; i < b1; i++) {
-        float *t = f->w.tmp + i * e, *x = f->w.x + i * e, *h = f->w.h + i * e;
-        add_bias(t, f->el->ffn_down_b, e);
-        for (int64_t j = 0; j < e; j++) x[j] = t[j] + h[j];
-        kern_layernorm(x, x, f->el->out_norm, f->el->out_norm_b, e, hp->norm_eps);
-    }
+    bias_residual_norm(f, ith, nth, f->el->ffn_down_b, f->w.h, f->w.x, f->el->out_norm, f->el->out_norm_b);
 }
 
 static int check_batch(const struct model *m, const struct model_batch *b, llm_err *err) {

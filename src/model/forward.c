@@ -198,17 +198,24 @@ static void add_residual(float *x, float *t, const float *post_norm, int64_t n, 
     for (int64_t j = 0; j < n; j++) x[j] += t[j];
 }
 
-static void ffn_norm_job(void *ctx, int ith, int nth) {
-    struct fwd *f = ctx;
+// For the worker's tokens: x += the block output in tmp (through add_residual),
+// then xn = rmsnorm(x) * norm, the next block's input (none if norm is NULL).
+static void residual_norm(const struct fwd *f, int ith, int nth, const float *post_norm, const float *norm) {
     const struct model_hparams *hp = &f->mc->model->hp;
     const int64_t e = hp->n_embd;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
         float *x = f->mc->w.x + i * e;
-        add_residual(x, f->mc->w.tmp + i * e, f->layer->post_attn_norm, e, hp->norm_eps);
-        kern_rmsnorm(f->mc->w.xn + i * e, x, f->layer->ffn_norm, e, hp->norm_eps);
+        add_residual(x, f->mc->w.tmp + i * e, post_norm, e, hp->norm_eps);
+        if (norm) kern_rmsnorm(f->mc->w.xn + i * e, x, norm, e, hp->norm_eps);
     }
+}
+
+// After attention: the residual, and the FFN's input norm.
+static void ffn_norm_job(void *ctx, int ith, int nth) {
+    struct fwd *f = ctx;
+    residual_norm(f, ith, nth, f->layer->post_attn_norm, f->layer->ffn_norm);
 }
 
 static void ffn_act_job(void *ctx, int ith, int nth) {
@@ -224,17 +231,10 @@ static void ffn_act_job(void *ctx, int ith, int nth) {
     }
 }
 
+// After the FFN: the residual, and the next layer's attention norm.
 static void ffn_out_job(void *ctx, int ith, int nth) {
     struct fwd *f = ctx;
-    const struct model_hparams *hp = &f->mc->model->hp;
-    const int64_t e = hp->n_embd;
-    long b0, b1;
-    pool_split(f->b->n, ith, nth, &b0, &b1);
-    for (long i = b0; i < b1; i++) {
-        float *x = f->mc->w.x + i * e;
-        add_residual(x, f->mc->w.tmp + i * e, f->layer->post_ffn_norm, e, hp->norm_eps);
-        if (f->next_norm) kern_rmsnorm(f->mc->w.xn + i * e, x, f->next_norm, e, hp->norm_eps);
-    }
+    residual_norm(f, ith, nth, f->layer->post_ffn_norm, f->next_norm);
 }
 
 static void add_bias(float *y, const float *bias, int64_t n) {

@@ -1,12 +1,15 @@
 // The K-quants (Q2_K .. Q6_K) and their activation type Q8_K, in super-blocks
 // of 256 values.
 //
-// Each weight type has an unpack routine that turns a super-block into plain
-// integer quants q[256] plus per-sub-block integer scales (and mins); both the
-// dequantizer and the dot product are written on top of it. The dots reproduce
+// Each weight type has an unpack routine that turns a super-block into a
+// struct k_block: plain integer quants q[256], integer scales (and mins) per 16
+// values, and the float super-block scales. The dequantizers and dots are
+// written once on top of it, shared by the types that compute alike (likewise
+// the quantizers, one routine per type for a super-block). The dots reproduce
 // the arithmetic of ggml's scalar ggml_vec_dot_*_q8_K_generic, including its
 // eight float accumulation lanes, so results match it bit for bit.
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "quant/quant_impl.h"
@@ -50,239 +53,192 @@ static inline int four_bits(const uint8_t *qs, int e) {
     return (qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 0x0F;
 }
 
+// A super-block unpacked: what the dequantizers and dots below work on.
+struct k_block {
+    float d, dmin;          // super-block scale; scale of the mins (Q2_K, Q4_K, Q5_K)
+    int8_t q[QK_K];         // plain integer quants
+    int scale[16], min[16]; // per 16 values (Q4_K, Q5_K: their sub-blocks of 32 twice)
+};
+
+// Each type's unpacker: super-block i of a row of that type into *u.
+typedef void k_unpack_fn(const void *row, int64_t i, struct k_block *u);
+
 // Q2_K: q in [0,3]; scale[i], min[i] per 16 values.
-static void q2_K_unpack(const block_q2_K *b, int8_t q[QK_K], int scale[16], int min[16]) {
-    for (int e = 0; e < QK_K; e++) q[e] = (int8_t)two_bits(b->qs, e);
-    for (int i = 0; i < 16; i++) {
-        scale[i] = b->scales[i] & 0x0F;
-        min[i] = b->scales[i] >> 4;
+static void q2_K_unpack(const void *row, int64_t i, struct k_block *u) {
+    const block_q2_K *b = (const block_q2_K *)row + i;
+    u->d = fp16_to_fp32(b->d);
+    u->dmin = fp16_to_fp32(b->dmin);
+    for (int e = 0; e < QK_K; e++) u->q[e] = (int8_t)two_bits(b->qs, e);
+    for (int j = 0; j < 16; j++) {
+        u->scale[j] = b->scales[j] & 0x0F;
+        u->min[j] = b->scales[j] >> 4;
     }
 }
 
 // Q3_K: q in [-4,3]; signed scale[i] per 16 values.
-static void q3_K_unpack(const block_q3_K *b, int8_t q[QK_K], int scale[16]) {
+static void q3_K_unpack(const void *row, int64_t i, struct k_block *u) {
+    const block_q3_K *b = (const block_q3_K *)row + i;
+    u->d = fp16_to_fp32(b->d);
     for (int e = 0; e < QK_K; e++) {
         const int high = (b->hmask[e % 32] >> (e / 32)) & 1;
-        q[e] = (int8_t)(two_bits(b->qs, e) - (high ? 0 : 4));
+        u->q[e] = (int8_t)(two_bits(b->qs, e) - (high ? 0 : 4));
     }
-    for (int i = 0; i < 16; i++) scale[i] = q3_K_scale(b->scales, i);
+    for (int j = 0; j < 16; j++) u->scale[j] = q3_K_scale(b->scales, j);
 }
 
-// Q4_K: q in [0,15]; scale[i], min[i] per 32 values.
-static void q4_K_unpack(const block_q4_K *b, int8_t q[QK_K], int scale[8], int min[8]) {
-    for (int e = 0; e < QK_K; e++) q[e] = (int8_t)four_bits(b->qs, e);
-    for (int i = 0; i < 8; i++) k4_scale_min(b->scales, i, &scale[i], &min[i]);
+// Q4_K/Q5_K's eight scales and mins of 32 values, stored per 16 in u.
+static void k4_unpack_scales(const uint8_t s[12], struct k_block *u) {
+    for (int j = 0; j < 8; j++) {
+        k4_scale_min(s, j, &u->scale[2 * j], &u->min[2 * j]);
+        u->scale[2 * j + 1] = u->scale[2 * j];
+        u->min[2 * j + 1] = u->min[2 * j];
+    }
 }
 
-// Q5_K: q in [0,31]; scale[i], min[i] per 32 values.
-static void q5_K_unpack(const block_q5_K *b, int8_t q[QK_K], int scale[8], int min[8]) {
+// Q4_K: q in [0,15]; scale, min per 32 values.
+static void q4_K_unpack(const void *row, int64_t i, struct k_block *u) {
+    const block_q4_K *b = (const block_q4_K *)row + i;
+    u->d = fp16_to_fp32(b->d);
+    u->dmin = fp16_to_fp32(b->dmin);
+    for (int e = 0; e < QK_K; e++) u->q[e] = (int8_t)four_bits(b->qs, e);
+    k4_unpack_scales(b->scales, u);
+}
+
+// Q5_K: q in [0,31]; scale, min per 32 values.
+static void q5_K_unpack(const void *row, int64_t i, struct k_block *u) {
+    const block_q5_K *b = (const block_q5_K *)row + i;
+    u->d = fp16_to_fp32(b->d);
+    u->dmin = fp16_to_fp32(b->dmin);
     for (int e = 0; e < QK_K; e++) {
         const int high = (b->qh[e % 32] >> (e / 32)) & 1;
-        q[e] = (int8_t)(four_bits(b->qs, e) | high << 4);
+        u->q[e] = (int8_t)(four_bits(b->qs, e) | high << 4);
     }
-    for (int i = 0; i < 8; i++) k4_scale_min(b->scales, i, &scale[i], &min[i]);
+    k4_unpack_scales(b->scales, u);
 }
 
 // Q6_K: q in [-32,31]; signed scale per 16 values (b->scales). Within each half
 // of 128 values, quarter k (32 values) takes its low 4 bits from nibble k/2 of
 // ql[64*half + 32*(k%2) + l] and its high 2 bits from bits 2k of qh[32*half + l].
-static void q6_K_unpack(const block_q6_K *b, int8_t q[QK_K]) {
+static void q6_K_unpack(const void *row, int64_t i, struct k_block *u) {
+    const block_q6_K *b = (const block_q6_K *)row + i;
+    u->d = fp16_to_fp32(b->d);
     for (int e = 0; e < QK_K; e++) {
         const int half = e / 128, k = (e % 128) / 32, l = e % 32;
         const int lo = (b->ql[64 * half + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0F;
         const int hi = (b->qh[32 * half + l] >> (2 * k)) & 3;
-        q[e] = (int8_t)((lo | hi << 4) - 32);
+        u->q[e] = (int8_t)((lo | hi << 4) - 32);
     }
+    for (int j = 0; j < 16; j++) u->scale[j] = b->scales[j];
 }
 
-// ---- Dot helpers ----------------------------------------------------------------
+// ---- Dequantizing ---------------------------------------------------------------
 
-// Adds scale(e) * q[e] * a[e] into eight integer lanes by e % 8, as ggml's
-// generic code does; group is the number of values sharing one scale.
-static void lanes_accumulate(int32_t lane[8], const int8_t *q, const int8_t *a, const int *scale,
-                             int group) {
-    for (int l = 0; l < 8; l++) lane[l] = 0;
-    for (int e = 0; e < QK_K; e++) lane[e % 8] += scale[e / group] * (q[e] * a[e]);
-}
-
-// sum_i bsums[i] * min[i / (group/16)]: the activations' sums times the mins.
-static int mins_dot(const block_q8_K *y, const int *min, int group) {
-    int sum = 0;
-    for (int i = 0; i < QK_K / 16; i++) sum += y->bsums[i] * min[i / (group / 16)];
-    return sum;
-}
-
-// ---- Q2_K -----------------------------------------------------------------------
-
-void quant_q2_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
-    const block_q2_K *b = src;
-    int8_t q[QK_K];
-    int scale[16], min[16];
+// Types with mins (Q2_K, Q4_K, Q5_K): value = d*scale*q - dmin*min.
+static void k_min_to_f32(k_unpack_fn *unpack, const void *src, float *dst, int64_t n) {
+    struct k_block u;
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
-        q2_K_unpack(&b[i], q, scale, min);
+        unpack(src, i, &u);
         for (int e = 0; e < QK_K; e++) {
-            const float dl = d * (float)scale[e / 16], ml = dmin * (float)min[e / 16];
-            const float scaled = dl * (float)q[e];
+            const float dl = u.d * (float)u.scale[e / 16], ml = u.dmin * (float)u.min[e / 16];
+            const float scaled = dl * (float)u.q[e];
             dst[e] = scaled - ml;
         }
     }
 }
 
+// Symmetric types (Q3_K, Q6_K): value = d*scale*q.
+static void k_sym_to_f32(k_unpack_fn *unpack, const void *src, float *dst, int64_t n) {
+    struct k_block u;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        unpack(src, i, &u);
+        for (int e = 0; e < QK_K; e++) dst[e] = (u.d * (float)u.scale[e / 16]) * (float)u.q[e];
+    }
+}
+
+void quant_q2_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    k_min_to_f32(q2_K_unpack, src, dst, n);
+}
+void quant_q3_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    k_sym_to_f32(q3_K_unpack, src, dst, n);
+}
+void quant_q4_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    k_min_to_f32(q4_K_unpack, src, dst, n);
+}
+void quant_q5_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    k_min_to_f32(q5_K_unpack, src, dst, n);
+}
+void quant_q6_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    k_sym_to_f32(q6_K_unpack, src, dst, n);
+}
+
+// ---- Dots -----------------------------------------------------------------------
+
+// Adds scale(e) * q[e] * a[e] into eight integer lanes by e % 8, as ggml's
+// generic code does (scale per 16 values).
+static void lanes_accumulate(int32_t lane[8], const int8_t *q, const int8_t *a, const int *scale) {
+    for (int l = 0; l < 8; l++) lane[l] = 0;
+    for (int e = 0; e < QK_K; e++) lane[e % 8] += scale[e / 16] * (q[e] * a[e]);
+}
+
+// sum_i bsums[i] * min[i]: the activations' sums (per 16 values) times the mins.
+static int mins_dot(const block_q8_K *y, const int *min) {
+    int sum = 0;
+    for (int i = 0; i < QK_K / 16; i++) sum += y->bsums[i] * min[i];
+    return sum;
+}
+
+// The dots of Q3_K .. Q6_K: per super-block, the integer lanes of
+// lanes_accumulate, each scaled by d * y.d into its own float sum; with mins
+// (Q4_K, Q5_K), dmin * y.d * mins_dot is subtracted straight from the running
+// sum. The eight float sums are added to it at the end.
+static float k_lanes_dot(k_unpack_fn *unpack, bool mins, int64_t n, const void *w, const block_q8_K *y) {
+    struct k_block u;
+    int32_t lane[8];
+    float sums[8] = {0}, sum = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        unpack(w, i, &u);
+        lanes_accumulate(lane, u.q, y[i].qs, u.scale);
+        const float d = u.d * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)lane[l];
+        if (mins) {
+            const int summs = mins_dot(&y[i], u.min);
+            const float dm = u.dmin * y[i].d;
+            sum -= dm * (float)summs;
+        }
+    }
+    for (int l = 0; l < 8; l++) sum += sums[l];
+    return sum;
+}
+
+// Q2_K sums each super-block in one integer, as ggml's generic code does.
 float quant_q2_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
-    const block_q2_K *x = w;
     const block_q8_K *y = act;
-    int8_t q[QK_K];
-    int scale[16], min[16];
+    struct k_block u;
     float sum = 0.0f;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        q2_K_unpack(&x[i], q, scale, min);
+        q2_K_unpack(w, i, &u);
         int isum = 0;
-        for (int e = 0; e < QK_K; e++) isum += scale[e / 16] * (q[e] * y[i].qs[e]);
-        const int summs = mins_dot(&y[i], min, 16);
-        const float dall = y[i].d * fp16_to_fp32(x[i].d);
-        const float dmin = y[i].d * fp16_to_fp32(x[i].dmin);
+        for (int e = 0; e < QK_K; e++) isum += u.scale[e / 16] * (u.q[e] * y[i].qs[e]);
+        const int summs = mins_dot(&y[i], u.min);
+        const float dall = y[i].d * u.d;
+        const float dmin = y[i].d * u.dmin;
         const float a = dall * (float)isum, b = dmin * (float)summs;
         sum += a - b;
     }
     return sum;
 }
 
-// ---- Q3_K -----------------------------------------------------------------------
-
-void quant_q3_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
-    const block_q3_K *b = src;
-    int8_t q[QK_K];
-    int scale[16];
-    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        const float d = fp16_to_fp32(b[i].d);
-        q3_K_unpack(&b[i], q, scale);
-        for (int e = 0; e < QK_K; e++) dst[e] = (d * (float)scale[e / 16]) * (float)q[e];
-    }
-}
-
 float quant_q3_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
-    const block_q3_K *x = w;
-    const block_q8_K *y = act;
-    int8_t q[QK_K];
-    int scale[16];
-    int32_t lane[8];
-    float sums[8] = {0};
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        q3_K_unpack(&x[i], q, scale);
-        lanes_accumulate(lane, q, y[i].qs, scale, 16);
-        const float d = fp16_to_fp32(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; l++) sums[l] += d * (float)lane[l];
-    }
-    float sum = 0.0f;
-    for (int l = 0; l < 8; l++) sum += sums[l];
-    return sum;
+    return k_lanes_dot(q3_K_unpack, false, n, w, act);
 }
-
-// ---- Q4_K / Q5_K ----------------------------------------------------------------
-
-// Dequantizes one super-block given its unpacked quants and 32-value scales/mins.
-static void k_min_to_f32(float d, float dmin, const int8_t *q, const int *scale, const int *min,
-                         float *dst) {
-    for (int e = 0; e < QK_K; e++) {
-        const float dl = d * (float)scale[e / 32], ml = dmin * (float)min[e / 32];
-        const float scaled = dl * (float)q[e];
-        dst[e] = scaled - ml;
-    }
-}
-
-// The common tail of the Q4_K and Q5_K dots: lanes for the scaled products,
-// and the mins subtracted straight from the running sum.
-static void k_min_dot_block(const block_q8_K *y, float d, float dmin, const int8_t *q,
-                            const int *scale, const int *min, float sums[8], float *sum) {
-    int32_t lane[8];
-    lanes_accumulate(lane, q, y->qs, scale, 32);
-    const int summs = mins_dot(y, min, 32);
-    const float dd = d * y->d;
-    for (int l = 0; l < 8; l++) sums[l] += dd * (float)lane[l];
-    const float dm = dmin * y->d;
-    *sum -= dm * (float)summs;
-}
-
-void quant_q4_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
-    const block_q4_K *b = src;
-    int8_t q[QK_K];
-    int scale[8], min[8];
-    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        q4_K_unpack(&b[i], q, scale, min);
-        k_min_to_f32(fp16_to_fp32(b[i].d), fp16_to_fp32(b[i].dmin), q, scale, min, dst);
-    }
-}
-
 float quant_q4_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
-    const block_q4_K *x = w;
-    const block_q8_K *y = act;
-    int8_t q[QK_K];
-    int scale[8], min[8];
-    float sums[8] = {0}, sum = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        q4_K_unpack(&x[i], q, scale, min);
-        k_min_dot_block(&y[i], fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), q, scale, min, sums,
-                        &sum);
-    }
-    for (int l = 0; l < 8; l++) sum += sums[l];
-    return sum;
+    return k_lanes_dot(q4_K_unpack, true, n, w, act);
 }
-
-void quant_q5_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
-    const block_q5_K *b = src;
-    int8_t q[QK_K];
-    int scale[8], min[8];
-    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        q5_K_unpack(&b[i], q, scale, min);
-        k_min_to_f32(fp16_to_fp32(b[i].d), fp16_to_fp32(b[i].dmin), q, scale, min, dst);
-    }
-}
-
 float quant_q5_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
-    const block_q5_K *x = w;
-    const block_q8_K *y = act;
-    int8_t q[QK_K];
-    int scale[8], min[8];
-    float sums[8] = {0}, sum = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        q5_K_unpack(&x[i], q, scale, min);
-        k_min_dot_block(&y[i], fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), q, scale, min, sums,
-                        &sum);
-    }
-    for (int l = 0; l < 8; l++) sum += sums[l];
-    return sum;
+    return k_lanes_dot(q5_K_unpack, true, n, w, act);
 }
-
-// ---- Q6_K -----------------------------------------------------------------------
-
-void quant_q6_K_to_f32(const void *restrict src, float *restrict dst, int64_t n) {
-    const block_q6_K *b = src;
-    int8_t q[QK_K];
-    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        const float d = fp16_to_fp32(b[i].d);
-        q6_K_unpack(&b[i], q);
-        for (int e = 0; e < QK_K; e++) dst[e] = (d * (float)b[i].scales[e / 16]) * (float)q[e];
-    }
-}
-
 float quant_q6_K_vec_dot(int64_t n, const void *restrict w, const void *restrict act) {
-    const block_q6_K *x = w;
-    const block_q8_K *y = act;
-    int8_t q[QK_K];
-    int scale[16];
-    int32_t lane[8];
-    float sums[8] = {0};
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        q6_K_unpack(&x[i], q);
-        for (int j = 0; j < 16; j++) scale[j] = x[i].scales[j];
-        lanes_accumulate(lane, q, y[i].qs, scale, 16);
-        const float d = fp16_to_fp32(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; l++) sums[l] += d * (float)lane[l];
-    }
-    float sum = 0.0f;
-    for (int l = 0; l < 8; l++) sum += sums[l];
-    return sum;
+    return k_lanes_dot(q6_K_unpack, false, n, w, act);
 }
 
 // ---- Simple quantizers for the K-quants ------------------------------------------
@@ -384,78 +340,94 @@ static void put_four_bits(uint8_t *qs, int e, int v) {
     qs[32 * (e / 64) + e % 32] |= (uint8_t)((v & 0x0F) << (4 * ((e / 32) % 2)));
 }
 
-void quant_q2_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
-    block_q2_K *y = dst;
+// Each type's quantizer: 256 floats into super-block i of a row of that type
+// (zeroed before, so the bits can be or-ed into place).
+typedef void k_quantize_fn(const float *x, void *row, int64_t i);
+
+static void k_from_f32(k_quantize_fn *quantize, size_t block_bytes, const float *src, void *dst,
+                       int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        memset((char *)dst + (size_t)i * block_bytes, 0, block_bytes);
+        quantize(src, dst, i);
+    }
+}
+
+static void q2_K_quantize(const float *x, void *row, int64_t i) {
+    block_q2_K *y = (block_q2_K *)row + i;
     uint8_t q[QK_K];
     int sc[16], m[16];
-    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
-        memset(&y[i], 0, sizeof y[i]);
-        k_quantize_asym(src, 16, 3, 15, q, sc, m, &y[i].d, &y[i].dmin);
-        for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)(sc[j] | m[j] << 4);
-        for (int e = 0; e < QK_K; e++) put_two_bits(y[i].qs, e, q[e]);
+    k_quantize_asym(x, 16, 3, 15, q, sc, m, &y->d, &y->dmin);
+    for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(sc[j] | m[j] << 4);
+    for (int e = 0; e < QK_K; e++) put_two_bits(y->qs, e, q[e]);
+}
+
+static void q3_K_quantize(const float *x, void *row, int64_t i) {
+    block_q3_K *y = (block_q3_K *)row + i;
+    uint8_t q[QK_K];
+    int sc[16];
+    y->d = k_quantize_sym(x, 4, 32, q, sc);
+    for (int j = 0; j < 16; j++) { // inverse of q3_K_scale
+        const int v = sc[j] + 32;
+        y->scales[j % 8] |= (uint8_t)((v & 0x0F) << (4 * (j / 8)));
+        y->scales[8 + j % 4] |= (uint8_t)((v >> 4) << (2 * (j / 4)));
+    }
+    for (int e = 0; e < QK_K; e++) {
+        put_two_bits(y->qs, e, q[e]);
+        y->hmask[e % 32] |= (uint8_t)((q[e] >> 2) << (e / 32));
     }
 }
 
+// What Q4_K and Q5_K store alike: d, dmin, the packed scales and mins, and the
+// low 4 bits of each quant. Leaves the quants, in [0, nmax], in q for Q5_K's
+// fifth bit.
+static void k4_quantize(const float *x, int nmax, fp16_t *d, fp16_t *dmin, uint8_t scales[12],
+                        uint8_t qs[QK_K / 2], uint8_t q[QK_K]) {
+    int sc[8], m[8];
+    k_quantize_asym(x, 8, nmax, 63, q, sc, m, d, dmin);
+    k4_pack_scales(scales, sc, m);
+    for (int e = 0; e < QK_K; e++) put_four_bits(qs, e, q[e]);
+}
+
+static void q4_K_quantize(const float *x, void *row, int64_t i) {
+    block_q4_K *y = (block_q4_K *)row + i;
+    uint8_t q[QK_K];
+    k4_quantize(x, 15, &y->d, &y->dmin, y->scales, y->qs, q);
+}
+
+static void q5_K_quantize(const float *x, void *row, int64_t i) {
+    block_q5_K *y = (block_q5_K *)row + i;
+    uint8_t q[QK_K];
+    k4_quantize(x, 31, &y->d, &y->dmin, y->scales, y->qs, q);
+    for (int e = 0; e < QK_K; e++) y->qh[e % 32] |= (uint8_t)((q[e] >> 4) << (e / 32));
+}
+
+static void q6_K_quantize(const float *x, void *row, int64_t i) {
+    block_q6_K *y = (block_q6_K *)row + i;
+    uint8_t q[QK_K];
+    int sc[16];
+    y->d = k_quantize_sym(x, 32, 128, q, sc);
+    for (int j = 0; j < 16; j++) y->scales[j] = (int8_t)sc[j];
+    for (int e = 0; e < QK_K; e++) { // inverse of q6_K_unpack
+        const int half = e / 128, k = (e % 128) / 32, l = e % 32;
+        y->ql[64 * half + 32 * (k % 2) + l] |= (uint8_t)((q[e] & 0x0F) << (4 * (k / 2)));
+        y->qh[32 * half + l] |= (uint8_t)((q[e] >> 4) << (2 * k));
+    }
+}
+
+void quant_q2_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
+    k_from_f32(q2_K_quantize, sizeof(block_q2_K), src, dst, n);
+}
 void quant_q3_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
-    block_q3_K *y = dst;
-    uint8_t q[QK_K];
-    int sc[16];
-    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
-        memset(&y[i], 0, sizeof y[i]);
-        y[i].d = k_quantize_sym(src, 4, 32, q, sc);
-        for (int j = 0; j < 16; j++) { // inverse of q3_K_scale
-            const int v = sc[j] + 32;
-            y[i].scales[j % 8] |= (uint8_t)((v & 0x0F) << (4 * (j / 8)));
-            y[i].scales[8 + j % 4] |= (uint8_t)((v >> 4) << (2 * (j / 4)));
-        }
-        for (int e = 0; e < QK_K; e++) {
-            put_two_bits(y[i].qs, e, q[e]);
-            y[i].hmask[e % 32] |= (uint8_t)((q[e] >> 2) << (e / 32));
-        }
-    }
+    k_from_f32(q3_K_quantize, sizeof(block_q3_K), src, dst, n);
 }
-
 void quant_q4_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
-    block_q4_K *y = dst;
-    uint8_t q[QK_K];
-    int sc[8], m[8];
-    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
-        memset(&y[i], 0, sizeof y[i]);
-        k_quantize_asym(src, 8, 15, 63, q, sc, m, &y[i].d, &y[i].dmin);
-        k4_pack_scales(y[i].scales, sc, m);
-        for (int e = 0; e < QK_K; e++) put_four_bits(y[i].qs, e, q[e]);
-    }
+    k_from_f32(q4_K_quantize, sizeof(block_q4_K), src, dst, n);
 }
-
 void quant_q5_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
-    block_q5_K *y = dst;
-    uint8_t q[QK_K];
-    int sc[8], m[8];
-    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
-        memset(&y[i], 0, sizeof y[i]);
-        k_quantize_asym(src, 8, 31, 63, q, sc, m, &y[i].d, &y[i].dmin);
-        k4_pack_scales(y[i].scales, sc, m);
-        for (int e = 0; e < QK_K; e++) {
-            put_four_bits(y[i].qs, e, q[e]);
-            y[i].qh[e % 32] |= (uint8_t)((q[e] >> 4) << (e / 32));
-        }
-    }
+    k_from_f32(q5_K_quantize, sizeof(block_q5_K), src, dst, n);
 }
-
 void quant_q6_K_from_f32(const float *restrict src, void *restrict dst, int64_t n) {
-    block_q6_K *y = dst;
-    uint8_t q[QK_K];
-    int sc[16];
-    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
-        memset(&y[i], 0, sizeof y[i]);
-        y[i].d = k_quantize_sym(src, 32, 128, q, sc);
-        for (int j = 0; j < 16; j++) y[i].scales[j] = (int8_t)sc[j];
-        for (int e = 0; e < QK_K; e++) { // inverse of q6_K_unpack
-            const int half = e / 128, k = (e % 128) / 32, l = e % 32;
-            y[i].ql[64 * half + 32 * (k % 2) + l] |= (uint8_t)((q[e] & 0x0F) << (4 * (k / 2)));
-            y[i].qh[32 * half + l] |= (uint8_t)((q[e] >> 4) << (2 * k));
-        }
-    }
+    k_from_f32(q6_K_quantize, sizeof(block_q6_K), src, dst, n);
 }
 
 // ---- Q8_K -----------------------------------------------------------------------

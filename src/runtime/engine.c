@@ -139,13 +139,18 @@ const float *engine_logits(const struct engine *e, int32_t i) {
 void engine_seq_rm(struct engine *e, int32_t seq, int32_t p0, int32_t p1) { kv_seq_rm(&e->mc.kv, seq, p0, p1); }
 int32_t engine_seq_pos_max(const struct engine *e, int32_t seq) { return kv_seq_pos_max(&e->mc.kv, seq); }
 
-int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_special,
-                    bool parse_special, int32_t **out, llm_err *err) {
+// Tokenizes text, or segs if of_segments (len: their total bytes), into a buffer
+// that grows until the ids fit: first about one id per byte, then the count the
+// tokenizer asked for.
+static int tokenize_grow(const struct engine *e, const char *text, bool of_segments, const struct tok_segment *segs,
+                         size_t n_segs, size_t len, bool add_special, bool parse_special, int32_t **out,
+                         llm_err *err) {
     int cap = (int)(len < 1 << 20 ? len : 1 << 20) + 8;
     for (;;) {
         int32_t *ids = malloc((size_t)cap * sizeof *ids);
         if (!ids) return err_set(err, "out of memory tokenizing %zu bytes", len);
-        int n = tok_encode(e->vocab, text, len, add_special, parse_special, ids, cap, err);
+        int n = of_segments ? tok_encode_segments(e->vocab, segs, n_segs, add_special, ids, cap, err)
+                           : tok_encode(e->vocab, text, len, add_special, parse_special, ids, cap, err);
         if (n < 0 || n <= cap) {
             if (n < 0) free(ids);
             else *out = ids;
@@ -156,23 +161,16 @@ int engine_tokenize(const struct engine *e, const char *text, size_t len, bool a
     }
 }
 
+int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_special,
+                    bool parse_special, int32_t **out, llm_err *err) {
+    return tokenize_grow(e, text, false, NULL, 0, len, add_special, parse_special, out, err);
+}
+
 int engine_tokenize_segments(const struct engine *e, const struct tok_segment *segs, size_t n_segs,
                              bool add_special, int32_t **out, llm_err *err) {
     size_t len = 0;
     for (size_t i = 0; i < n_segs; i++) len += segs[i].len;
-    int cap = (int)(len < 1 << 20 ? len : 1 << 20) + 8;
-    for (;;) {
-        int32_t *ids = malloc((size_t)cap * sizeof *ids);
-        if (!ids) return err_set(err, "out of memory tokenizing %zu bytes", len);
-        int n = tok_encode_segments(e->vocab, segs, n_segs, add_special, ids, cap, err);
-        if (n < 0 || n <= cap) {
-            if (n < 0) free(ids);
-            else *out = ids;
-            return n;
-        }
-        free(ids);
-        cap = n;
-    }
+    return tokenize_grow(e, NULL, true, segs, n_segs, len, add_special, false, out, err);
 }
 
 int64_t engine_n_embd(const struct engine *e) { return e->model.hp.n_embd; }

@@ -9,6 +9,7 @@
 //    bombs end with a clear error within the limits.
 #include "check.h"
 #include "chat/chat.h"
+#include "testutil.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -17,24 +18,6 @@
 #include <time.h>
 
 #define DATA_DIR "tests/data/chat"
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = (size_t)n;
-    return buf;
-}
 
 static struct tm fixed_now(void) {
     // 2025-03-07 14:05:09, a Friday (the goldens' strftime_now time)

@@ -10,20 +10,7 @@
 
 #include "check.h"
 #include "kern/kern.h"
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15u;
-
-static double rng_uniform(void) { // splitmix64 -> [0,1)
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return (double)((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
-}
-
-static float rng_normal(void) {
-    const double u1 = rng_uniform() + 0x1.0p-60, u2 = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
+#include "testutil.h"
 
 static void test_layernorm(void) {
     enum { N = 384 };

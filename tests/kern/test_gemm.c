@@ -16,21 +16,12 @@
 
 #include "check.h"
 #include "kern/kern.h"
+#include "random_blocks.h"
+#include "testutil.h"
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15u;
-
-static uint64_t rng_next(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(void) { return (double)(rng_next() >> 11) * 0x1.0p-53; }
-
-// Roughly normal (sum of three uniforms, variance 1): cheap, which matters
-// under the sanitizers.
-static float rng_normal(void) { return (float)((rng_uniform() + rng_uniform() + rng_uniform() - 1.5) * 2.0); }
+// Roughly normal (sum of three uniforms, variance 1): cheaper than rng_normal,
+// which matters under the sanitizers.
+static float rng_normal_fast(void) { return (float)((rng_uniform() + rng_uniform() + rng_uniform() - 1.5) * 2.0); }
 
 // Random magnitudes per 32 values, zero stretches and outliers.
 static void fill_random(float *x, int64_t n) {
@@ -42,42 +33,15 @@ static void fill_random(float *x, int64_t n) {
             kind = (int)(rng_next() % 12);
         }
         if (kind == 0) x[i] = 0.0f;
-        else x[i] = rng_normal() * scale * (rng_next() % 64 == 0 ? 10.0f : 1.0f);
+        else x[i] = rng_normal_fast() * scale * (rng_next() % 64 == 0 ? 10.0f : 1.0f);
     }
 }
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-static void put16(uint8_t *p, fp16_t v) { memcpy(p, &v, 2); }
-static fp16_t random_scale16(void) { return fp32_to_fp16((float)(rng_normal() * 0.05)); }
 
 // Random block bytes with finite scales and int8 quants in [-127, 127].
 static void random_blocks(int type, uint8_t *w, size_t bytes) {
     const size_t bs = quant_get(type)->block_bytes;
     for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)rng_next();
-    for (size_t off = 0; off < bytes; off += bs) {
-        uint8_t *b = w + off;
-        switch (type) {
-        case QUANT_Q4_0: case QUANT_Q5_0: put16(b, random_scale16()); break;
-        case QUANT_Q4_1: case QUANT_Q5_1: put16(b, random_scale16()); put16(b + 2, random_scale16()); break;
-        case QUANT_Q8_0:
-            put16(b, random_scale16());
-            for (int j = 2; j < 34; j++) if (b[j] == 0x80) b[j] = 0x81;
-            break;
-        case QUANT_Q2_K: put16(b + 80, random_scale16()); put16(b + 82, random_scale16()); break;
-        case QUANT_Q3_K: put16(b + 108, random_scale16()); break;
-        case QUANT_Q4_K: case QUANT_Q5_K: put16(b, random_scale16()); put16(b + 2, random_scale16()); break;
-        case QUANT_Q6_K: put16(b + 208, random_scale16()); break;
-        default: break;
-        }
-    }
+    for (size_t off = 0; off < bytes; off += bs) sanitize_block(type, w + off);
 }
 
 static const int types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q5_0, QUANT_Q4_1, QUANT_Q5_1, QUANT_Q4_K,

@@ -17,24 +17,10 @@
 
 #include "check.h"
 #include "kern/kern.h"
+#include "random_blocks.h"
+#include "testutil.h"
 
 // ---- Helpers ----------------------------------------------------------------
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Du;
-
-static uint64_t rng_next(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(void) { return (double)(rng_next() >> 11) * 0x1.0p-53; } // [0,1)
-
-static float rng_normal(void) {
-    const double u1 = rng_uniform() + 0x1.0p-60, u2 = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 // Random values with a random magnitude per 32, some all-zero stretches, some
 // values on quantization grid points (ties), and the odd outlier.
@@ -50,38 +36,6 @@ static void fill_random(float *x, int64_t n) {
         else if (kind == 1) x[i] = (float)((int)(rng_next() % 255) - 127) * 0.5f * scale; // ties
         else if (kind == 2) x[i] = (float)((int)(rng_next() % 9) - 4); // small integers
         else x[i] = rng_normal() * scale * (rng_next() % 64 == 0 ? 20.0f : 1.0f);
-    }
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-static fp16_t random_scale16(void) { return fp32_to_fp16((float)(rng_normal() * 0.05)); }
-
-static void put16(uint8_t *p, fp16_t v) { memcpy(p, &v, 2); }
-
-// Overwrites the float fields of random block bytes with finite values, and
-// keeps int8 quants in [-127, 127] (what every quantizer produces; the sign
-// trick of the SIMD kernels, like ggml's, does not take -128).
-static void sanitize_block(int type, uint8_t *b) {
-    switch (type) {
-    case QUANT_Q4_0: case QUANT_Q5_0: put16(b, random_scale16()); break;
-    case QUANT_Q4_1: case QUANT_Q5_1: put16(b, random_scale16()); put16(b + 2, random_scale16()); break;
-    case QUANT_Q8_0:
-        put16(b, random_scale16());
-        for (int j = 2; j < 34; j++) if (b[j] == 0x80) b[j] = 0x81;
-        break;
-    case QUANT_Q2_K: put16(b + 80, random_scale16()); put16(b + 82, random_scale16()); break;
-    case QUANT_Q3_K: put16(b + 108, random_scale16()); break;
-    case QUANT_Q4_K: case QUANT_Q5_K: put16(b, random_scale16()); put16(b + 2, random_scale16()); break;
-    case QUANT_Q6_K: put16(b + 208, random_scale16()); break;
-    default: break;
     }
 }
 
@@ -385,6 +339,7 @@ static void bench(const struct kern_ops *o) {
 #endif
 
 int main(void) {
+    rng_seed(0x2545F4914F6CDD1Du);
     struct cpu_features f;
     cpu_detect(&f);
     const struct kern_level *levels;

@@ -12,26 +12,11 @@
 
 #include "check.h"
 #include "quant/quant.h"
+#include "testutil.h"
 
 #define GOLDEN_DIR "tests/data/quant/"
 
 // ---- Helpers ----------------------------------------------------------------
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15u;
-
-static uint64_t rng_next(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(void) { return (double)(rng_next() >> 11) * 0x1.0p-53; } // [0,1)
-
-static float rng_normal(void) {
-    const double u1 = rng_uniform() + 0x1.0p-60, u2 = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 // Random values with a random magnitude per block of 32, so that blocks of very
 // different scales are exercised.
@@ -41,15 +26,6 @@ static void fill_random(float *x, int64_t n) {
         if (i % 32 == 0) scale = (float)exp(rng_uniform() * 9.0 - 6.0);
         x[i] = rng_normal() * scale;
     }
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
 }
 
 static const int all_types[] = {QUANT_F32,  QUANT_F16,  QUANT_BF16, QUANT_Q4_0, QUANT_Q4_1,

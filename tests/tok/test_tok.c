@@ -5,6 +5,7 @@
 //  - synthetic in-memory vocabularies: exact ids, special tokens, load errors
 //  - round trips, streaming detokenization and random (fuzz) inputs
 #include "check.h"
+#include "testutil.h"
 #include "tok/tok.h"
 
 #include <dirent.h>
@@ -22,24 +23,6 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = (size_t)n;
-    return buf;
 }
 
 static bool file_exists(const char *path) {

@@ -17,6 +17,42 @@ int cli_parse_long(const char *flag, const char *s, long lo, long hi, long *out,
     return 0;
 }
 
+const char *cli_flag_value(int argc, char **argv, int *i, llm_err *err) {
+    if (*i + 1 >= argc) {
+        err_set(err, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_parse_engine_flag(struct cli_engine_flags *ef, int argc, char **argv, int *i, llm_err *err) {
+    const char *f = argv[*i];
+    if (strcmp(f, "--allow-unknown-pre") == 0) {
+        ef->allow_unknown_pre = true;
+        return 1;
+    }
+    const bool model = strcmp(f, "-m") == 0 || strcmp(f, "--model") == 0;
+    const bool threads = strcmp(f, "-t") == 0 || strcmp(f, "--threads") == 0;
+    const bool batch = strcmp(f, "-b") == 0 || strcmp(f, "--batch-size") == 0;
+    const bool level = strcmp(f, "--cpu-level") == 0;
+    if (!model && !threads && !batch && !level) return 0;
+    const char *val = cli_flag_value(argc, argv, i, err);
+    if (!val) return -1;
+    long v;
+    if (model) {
+        ef->model_path = val;
+    } else if (level) {
+        ef->cpu_level = val;
+    } else if (threads) {
+        if (cli_parse_long(f, val, 1, 1024, &v, err)) return -1;
+        ef->n_threads = (int)v;
+    } else {
+        if (cli_parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
+        ef->n_batch = (int32_t)v;
+    }
+    return 1;
+}
+
 static int parse_float(const char *flag, const char *s, double lo, double hi, float *out, llm_err *err) {
     char *end;
     errno = 0;
@@ -107,18 +143,13 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
         const char *f = argv[i];
         long v;
 #define IS(s) (strcmp(f, s) == 0)
-#define VALUE()                                                                                    \
-    (i + 1 < argc ? argv[++i] : NULL);                                                             \
-    if (!val) return err_set(err, "%s needs a value", f)
+#define VALUE() cli_flag_value(argc, argv, &i, err); if (!val) return -1
         if (IS("-h") || IS("--help")) {
             a->mode = MODE_HELP;
         } else if (IS("--version")) {
             a->mode = MODE_VERSION;
         } else if (IS("--cpu-info")) {
             a->mode = MODE_CPU_INFO;
-        } else if (IS("--cpu-level")) {
-            const char *val = VALUE();
-            a->cpu_level = val;
         } else if (IS("--tokenize")) {
             a->mode = MODE_TOKENIZE;
             tok_mode = true;
@@ -140,13 +171,8 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->no_bos = true;
         } else if (IS("--parse-special")) {
             a->parse_special = true;
-        } else if (IS("--allow-unknown-pre")) {
-            a->allow_unknown_pre = true;
         } else if (IS("-v") || IS("--verbose")) {
             a->verbose = true;
-        } else if (IS("-m") || IS("--model")) {
-            const char *val = VALUE();
-            a->model_path = val;
         } else if (IS("-p") || IS("--prompt")) {
             const char *val = VALUE();
             a->prompt = val;
@@ -161,14 +187,6 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             const char *val = VALUE();
             if (cli_parse_long(f, val, 0, 1 << 24, &v, err)) return -1;
             a->n_ctx = v;
-        } else if (IS("-t") || IS("--threads")) {
-            const char *val = VALUE();
-            if (cli_parse_long(f, val, 1, 1024, &v, err)) return -1;
-            a->n_threads = (int)v;
-        } else if (IS("-b") || IS("--batch-size")) {
-            const char *val = VALUE();
-            if (cli_parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
-            a->n_batch = (int32_t)v;
         } else if (IS("--temp")) {
             const char *val = VALUE();
             if (parse_float(f, val, 0, 100, &a->sampling.temp, err)) return -1;
@@ -199,7 +217,9 @@ int cli_parse(struct cli_args *a, int argc, char **argv, llm_err *err) {
             a->sampling.seed = s;
             a->seed_given = true;
         } else {
-            return err_set(err, "unknown option '%s' (see --help)", f);
+            const int known = cli_parse_engine_flag(&a->engine, argc, argv, &i, err);
+            if (known < 0) return -1;
+            if (!known) return err_set(err, "unknown option '%s' (see --help)", f);
         }
 #undef IS
 #undef VALUE

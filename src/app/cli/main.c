@@ -317,14 +317,14 @@ int main(int argc, char **argv) {
         cli_print_help();
         return 0;
     }
-    const char *cpu_cap = a.cpu_level ? a.cpu_level : getenv("LLMFILE_CPU_LEVEL");
+    const char *cpu_cap = a.engine.cpu_level ? a.engine.cpu_level : getenv("LLMFILE_CPU_LEVEL");
     if (a.mode == MODE_VERSION) {
         printf("llmfile %s\n", LLMFILE_VERSION);
         return print_cpu_info(cpu_cap);
     }
     if (a.mode == MODE_CPU_INFO) return print_cpu_info(cpu_cap);
-    const char *model = a.model_path ? a.model_path : cli_default_model_path(path_buf, sizeof path_buf);
-    if (!a.model_path && access(model, R_OK) != 0) {
+    const char *model = a.engine.model_path ? a.engine.model_path : cli_default_model_path(path_buf, sizeof path_buf);
+    if (!a.engine.model_path && access(model, R_OK) != 0) {
         char msg[4200];
         snprintf(msg, sizeof msg, "no model given and the default model %s is missing: run `make model` or pass -m FILE",
                  model);
@@ -339,13 +339,13 @@ int main(int argc, char **argv) {
     } else {
         len = strlen(text);
     }
-    struct engine_params ep = {.model_path = model, .n_threads = a.n_threads, .n_ctx = a.n_ctx,
-                               .n_seq_max = 1, .n_batch = a.n_batch, .cpu_level = a.cpu_level, .allow_unknown_pre = a.allow_unknown_pre,
-                               .pooling = a.pooling};
+    struct engine_params ep = {.model_path = model, .n_threads = a.engine.n_threads, .n_ctx = a.n_ctx,
+                               .n_seq_max = 1, .n_batch = a.engine.n_batch, .cpu_level = a.engine.cpu_level,
+                               .allow_unknown_pre = a.engine.allow_unknown_pre, .pooling = a.pooling};
     const bool vocab_only = a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE;
     const double t0 = now_ms();
     struct engine *e;
-    if (vocab_only ? engine_load_vocab(&e, model, a.allow_unknown_pre, &err) : engine_load(&e, &ep, &err)) {
+    if (vocab_only ? engine_load_vocab(&e, model, a.engine.allow_unknown_pre, &err) : engine_load(&e, &ep, &err)) {
         free(file_text);
         return fail(err.msg);
     }

@@ -1236,7 +1236,7 @@ static void handle_props(struct server *s, struct evhttp_request *req) {
                         "default_generation_settings", "n_ctx", (json_int_t)s->n_ctx_slot, "params", "temperature",
                         (double)d.temp, "top_k", d.top_k, "top_p", (double)d.top_p, "min_p", (double)d.min_p,
                         "repeat_penalty", (double)d.repeat_penalty, "repeat_last_n", d.repeat_last_n, "n_predict", -1,
-                        "total_slots", s->cfg.n_slots, "model_path", s->cfg.model_path, "chat_format",
+                        "total_slots", s->cfg.n_slots, "model_path", s->cfg.engine.model_path, "chat_format",
                         server_chat_format_name(s->chat), "chat_template", server_chat_template_source(s->chat),
                         "build_info", "llmfile " LLMFILE_VERSION, "n_ctx",
                         (json_int_t)s->cfg.n_ctx, "embedding", s->cfg.embedding, "modalities", "vision", 0));

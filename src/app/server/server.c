@@ -63,7 +63,7 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
     c->port = 8080;
     c->n_slots = 4;
     c->n_ctx = 8192;
-    c->n_batch = 512;
+    c->engine.n_batch = 512;
     c->max_queue = 16;
     c->timeout_s = 600;
     const char *env_key = getenv("LLMFILE_API_KEY");
@@ -72,9 +72,7 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
         const char *f = argv[i];
         long v;
 #define IS(s) (strcmp(f, s) == 0)
-#define VALUE()                                                                                    \
-    (i + 1 < argc ? argv[++i] : NULL);                                                             \
-    if (!val) return err_set(err, "%s needs a value", f)
+#define VALUE() cli_flag_value(argc, argv, &i, err); if (!val) return -1
         if (IS("--server")) {
         } else if (IS("-h") || IS("--help")) {
             return 1;
@@ -82,11 +80,6 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
             c->verbose = true;
         } else if (IS("--embedding") || IS("--embeddings")) {
             c->embedding = true;
-        } else if (IS("--allow-unknown-pre")) {
-            c->allow_unknown_pre = true;
-        } else if (IS("-m") || IS("--model")) {
-            const char *val = VALUE();
-            c->model_path = val;
         } else if (IS("--host")) {
             const char *val = VALUE();
             if (!*val) return err_set(err, "--host needs an address");
@@ -122,19 +115,10 @@ static int parse_args(struct server_config *c, int argc, char **argv, llm_err *e
         } else if (IS("--cors")) {
             const char *val = VALUE();
             c->cors_origin = val;
-        } else if (IS("-t") || IS("--threads")) {
-            const char *val = VALUE();
-            if (cli_parse_long(f, val, 1, 1024, &v, err)) return -1;
-            c->n_threads = (int)v;
-        } else if (IS("-b") || IS("--batch-size")) {
-            const char *val = VALUE();
-            if (cli_parse_long(f, val, 1, 1 << 16, &v, err)) return -1;
-            c->n_batch = (int32_t)v;
-        } else if (IS("--cpu-level")) {
-            const char *val = VALUE();
-            c->cpu_level = val;
         } else {
-            return err_set(err, "unknown server option '%s' (see llmfile --server --help)", f);
+            const int known = cli_parse_engine_flag(&c->engine, argc, argv, &i, err);
+            if (known < 0) return -1;
+            if (!known) return err_set(err, "unknown server option '%s' (see llmfile --server --help)", f);
         }
 #undef IS
 #undef VALUE
@@ -160,12 +144,12 @@ int server_main(int argc, char **argv) {
     struct server_config *c = &s->cfg;
     srand((unsigned)time(NULL) ^ ((unsigned)getpid() << 16)); // response ids and unseeded requests' seeds
     char path_buf[4096];
-    if (!c->model_path) {
-        c->model_path = cli_default_model_path(path_buf, sizeof path_buf);
-        if (access(c->model_path, R_OK) != 0) {
+    if (!c->engine.model_path) {
+        c->engine.model_path = cli_default_model_path(path_buf, sizeof path_buf);
+        if (access(c->engine.model_path, R_OK) != 0) {
             snprintf(err.msg, sizeof err.msg,
                      "no model given and the default model %.400s is missing: run `make model` or pass -m FILE",
-                     c->model_path);
+                     c->engine.model_path);
             return fail(err.msg);
         }
     }
@@ -174,12 +158,12 @@ int server_main(int argc, char **argv) {
                  (long long)c->n_ctx, c->n_slots, (long long)(c->n_ctx / c->n_slots));
         return fail(err.msg);
     }
-    if (c->n_batch < c->n_slots) c->n_batch = c->n_slots;
+    if (c->engine.n_batch < c->n_slots) c->engine.n_batch = c->n_slots;
 
     // The model, with its KV cache sized for every slot.
-    struct engine_params ep = {.model_path = c->model_path, .n_threads = c->n_threads, .n_ctx = c->n_ctx,
-                               .n_seq_max = c->n_slots, .n_batch = c->n_batch + c->n_slots,
-                               .cpu_level = c->cpu_level, .allow_unknown_pre = c->allow_unknown_pre,
+    struct engine_params ep = {.model_path = c->engine.model_path, .n_threads = c->engine.n_threads, .n_ctx = c->n_ctx,
+                               .n_seq_max = c->n_slots, .n_batch = c->engine.n_batch + c->n_slots,
+                               .cpu_level = c->engine.cpu_level, .allow_unknown_pre = c->engine.allow_unknown_pre,
                                .fit_encoder_ctx = !c->ctx_given};
     const double t0 = server_now_ms();
     if (engine_load(&s->engine, &ep, &err)) return fail(err.msg);
@@ -189,9 +173,9 @@ int server_main(int argc, char **argv) {
     c->n_ctx = engine_n_ctx(s->engine); // an encoder's may have been cut to its positions
     s->n_ctx_slot = c->n_ctx / c->n_slots;
     s->max_prompt_bytes = (size_t)s->n_ctx_slot * (tok_max_piece(s->vocab) + 1) + 4096;
-    const char *base = strrchr(c->model_path, '/');
-    snprintf(s->model_id, sizeof s->model_id, "%s", base ? base + 1 : c->model_path);
-    fprintf(stderr, "llmfile server: loaded %s in %.0f ms (%d threads, %s kernels)\n", c->model_path,
+    const char *base = strrchr(c->engine.model_path, '/');
+    snprintf(s->model_id, sizeof s->model_id, "%s", base ? base + 1 : c->engine.model_path);
+    fprintf(stderr, "llmfile server: loaded %s in %.0f ms (%d threads, %s kernels)\n", c->engine.model_path,
             server_now_ms() - t0, engine_n_threads(s->engine), engine_cpu_level(s->engine));
     char warning[sizeof err.msg + 64];
     if (server_chat_init(&s->chat, s->engine, c->chat_template_file, warning, sizeof warning, &err)) {

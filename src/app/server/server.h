@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "app/cli/args.h"
 #include "runtime/engine.h"
 
 // Limits on what one request may ask for (documented in --help and docs/SERVER.md).
@@ -39,22 +40,18 @@ int sbuf_add(struct sbuf *b, const char *s, size_t n); // 0 or -1 (out of memory
 void sbuf_free(struct sbuf *b);
 
 struct server_config {
-    const char *model_path;
+    struct cli_engine_flags engine; // -m, -t, -b (tokens per engine step), --cpu-level, --allow-unknown-pre
     const char *host;          // default 127.0.0.1
     int port;                  // 0: any free port
     int n_slots;               // -np
     int64_t n_ctx;             // total KV cells, shared by the slots (each gets n_ctx / n_slots)
     bool ctx_given;            // -c was given (else an encoder's context is cut to its positions)
-    int n_threads;
-    int32_t n_batch;           // tokens per engine step
     int max_queue;             // waiting requests beyond the busy slots; more get 503
     double timeout_s;          // per-request time limit
     const char *api_key;       // NULL: no authentication
     const char *cors_origin;   // extra allowed browser origin ("*": any); localhost is always allowed
     const char *chat_template_file; // a Jinja chat template instead of the model's (NULL: the model's)
     bool embedding;            // enable /v1/embeddings and /embedding
-    const char *cpu_level;
-    bool allow_unknown_pre;
     bool verbose;              // log every request
 };
 

@@ -95,7 +95,7 @@ int slots_init(struct server *s, llm_err *err) {
         s->slots[i].cache = malloc((size_t)s->n_ctx_slot * sizeof(int32_t));
         if (!s->slots[i].cache) return err_set(err, "out of memory for slot caches");
     }
-    const int32_t cap = s->cfg.n_batch + n;
+    const int32_t cap = s->cfg.engine.n_batch + n;
     if (engine_batch_init(&g_batch, cap, err)) return -1;
     g_logits_copy = malloc((size_t)s->n_vocab * sizeof(float));
     g_eog_ids = malloc((size_t)s->n_vocab * sizeof(int32_t));
@@ -468,12 +468,12 @@ static void decode_step(struct server *s) {
     // Then prompt chunks, starting at a rotating slot so no prompt starves.
     static int rotate;
     rotate = (rotate + 1) % n_slots;
-    for (int k = 0; k < n_slots && b->n < s->cfg.n_batch; k++) {
+    for (int k = 0; k < n_slots && b->n < s->cfg.engine.n_batch; k++) {
         struct slot *sl = &s->slots[(rotate + k) % n_slots];
         if (!sl->task || sl->generating) continue;
         const struct task *t = sl->task;
         int32_t take = t->n_prompt - sl->n_prompt_done;
-        if (take > s->cfg.n_batch - b->n) take = s->cfg.n_batch - b->n;
+        if (take > s->cfg.engine.n_batch - b->n) take = s->cfg.engine.n_batch - b->n;
         for (int32_t j = 0; j < take; j++) {
             const int32_t p = sl->n_prompt_done + j;
             const bool last = p == t->n_prompt - 1;
