@@ -34,6 +34,16 @@ int main(void) {
     CHECK(sampler_init(&s, &greedy, N_VOCAB, &err) == 0, "%s", err.msg);
     CHECK(sampler_sample(&s, logits) == argmax(logits), "greedy picks the argmax");
     sampler_free(&s);
+    // Ties go to the first index, with and without a repeat penalty (two code paths).
+    float tied[N_VOCAB];
+    for (int i = 0; i < N_VOCAB; i++) tied[i] = (float)(i % 5);
+    for (int pen = 0; pen < 2; pen++) {
+        struct sampler_params gp = greedy;
+        gp.repeat_penalty = pen ? 1.5f : 1.0f;
+        CHECK(sampler_init(&s, &gp, N_VOCAB, &err) == 0, "%s", err.msg);
+        CHECK(sampler_sample(&s, tied) == 4, "greedy tie (penalty %d) goes to the first index", pen);
+        sampler_free(&s);
+    }
 
     // Plain temperature-1 sampling follows softmax(logits).
     struct sampler_params plain = {.temp = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0, .repeat_penalty = 1.0f,
