@@ -1,5 +1,6 @@
-// Matrix multiply driver. Prompt processing (n >= the level's min_n) is a
-// GEMM: activations are converted once per matrix into the kernel's layout,
+// Matrix multiply driver. kern_matmul picks GEMM or GEMV by the number of
+// activation rows; kern_matmul_rows (the forward pass) by the kind of each row,
+// so that a row's numbers never depend on its batch. GEMM: activations are converted once per matrix into the kernel's layout,
 // then each thread takes whole panels of weight rows, packs one into its own
 // buffer and runs the register-blocked tile kernel over every column tile
 // (see struct kern_gemm). Generation (small n) streams each weight row once:
@@ -44,9 +45,10 @@ void kern_ctx_free(struct kern_ctx *kc) {
 
 enum {
     ALIGN = 64,           // cache line: packed panels, prepared tiles and y rows per thread
-    ROWS_PER_UNIT = 16,   // GEMV/dot rows are split across threads in units of this many
-                          // rows (64 bytes of y), so no two threads write one cache line
-    UNITS_PER_CHUNK = 4,  // GEMV/dot work is taken in chunks of this many units
+    ROWS_PER_UNIT = 16,   // GEMV/dot chunks are multiples of this many rows (64 bytes of
+                          // y), so no two threads write one cache line
+    UNITS_PER_CHUNK = 4,  // GEMV/dot work is taken in chunks of this many units (shorter
+                          // chunks measured much slower: the GEMV's prefetch runs ahead)
     GEMV_ROWS = 8,        // rows per GEMV call when n > 1: their weights stay in L1
                           // while every activation row passes
     PANEL_BYTES = 64 << 10, // packed panel bytes per k chunk: L1-near (measured: 24..96 KB within 5%)
