@@ -1,11 +1,12 @@
 // Matrix multiply driver. kern_matmul picks GEMM or GEMV by the number of
-// activation rows; kern_matmul_rows (the forward pass) by the kind of each row,
-// so that a row's numbers never depend on its batch. GEMM: activations are converted once per matrix into the kernel's layout,
+// activation rows; kern_matmul_rows (the forward pass) by the kind of each
+// row, so that a row's numbers never depend on its batch.
+// GEMM: activations are converted once per matrix into the kernel's layout,
 // then each thread takes whole panels of weight rows, packs one into its own
 // buffer and runs the register-blocked tile kernel over every column tile
-// (see struct kern_gemm). Generation (small n) streams each weight row once:
-// activations are converted to the weight's vec_dot_type and the level's
-// multi-row GEMV (or, without one, its dot) runs over each thread's rows.
+// (see struct kern_gemm). GEMV: each weight row streams once; activations are
+// converted to the weight's vec_dot_type and the level's multi-row GEMV (or,
+// without one, its dot) runs over the chunks of rows each thread takes.
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
