@@ -3,7 +3,7 @@
 // gate, up (2048 inputs) and down (5632 inputs), random weights.
 //
 //   make bench-matmul && build/bench/matmul_bench [-t THREADS] [-n TOKENS] [-r REPS]
-//        [-l LEVEL] [TYPE...]          TYPE: f32 f16 bf16 q8_0 q4_0 ... (default: the
+//        [-l LEVEL] [-L LAYERS] [TYPE...]          TYPE: f32 f16 bf16 q8_0 q4_0 ... (default: the
 //                                      prompt-processing types f16 q8_0 q4_0 q4_K q6_K)
 //
 // Prints, per type, the best of REPS passes over the layer's matrices: ms per
@@ -12,6 +12,9 @@
 // with -n 1, for generation: GB/s of weights streamed). The same from process
 // CPU time / threads follows: on a machine shared with other work, wall time
 // includes time the threads were not running, CPU time does not.
+// -L LAYERS: that many copies of the layer, run in turn, so that the weights
+// come from memory, not the last-level cache (use -L 22 with -n 1: one
+// layer's Q8_0 weights fit in a large L3, and GEMV then measures the cache).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +52,7 @@ static int type_by_name(const char *s) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, reps = 3;
+    int threads = 2, reps = 3, layers = 1;
     int64_t n = 512;
     const char *level = NULL;
     const char *types[32];
@@ -59,6 +62,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-l") && i + 1 < argc) level = argv[++i];
+        else if (!strcmp(argv[i], "-L") && i + 1 < argc) layers = atoi(argv[++i]);
         else if (n_types < 32) types[n_types++] = argv[i];
     }
     if (!n_types) {
@@ -83,39 +87,44 @@ int main(int argc, char **argv) {
     if (getenv("GEMM_KC")) kc.gemm_kc = atoll(getenv("GEMM_KC"));
     float *x = malloc(sizeof(float) * (size_t)(n * 5632)), *y = malloc(sizeof(float) * (size_t)(n * 5632));
     for (int64_t i = 0; i < n * 5632; i++) x[i] = frand();
-    printf("level %s, %d threads, n = %lld\n", lv->name, threads, (long long)n);
+    printf("level %s, %d threads, n = %lld, %d layer%s\n", lv->name, threads, (long long)n, layers,
+           layers > 1 ? "s" : "");
     for (int ti = 0; ti < n_types; ti++) {
         const int type = type_by_name(types[ti]);
         if (type < 0 || !quant_get(type)->vec_dot) {
             fprintf(stderr, "unknown weight type %s\n", types[ti]);
             return 1;
         }
-        struct kern_mat mats[N_SHAPES];
-        double ops = 0.0, bytes = 0.0;
+        struct kern_mat *mats = calloc((size_t)layers * N_SHAPES, sizeof *mats); // [layer][shape]
+        double ops = 0.0, bytes = 0.0; // per layer
         for (int s = 0; s < N_SHAPES; s++) {
             const int64_t m = SHAPES[s].m, k = SHAPES[s].k;
             const size_t rb = quant_row_bytes(type, k);
-            uint8_t *w = malloc(rb * (size_t)m);
             float *row = malloc(sizeof(float) * (size_t)k);
-            for (int64_t r = 0; r < m; r++) {
-                for (int64_t i = 0; i < k; i++) row[i] = frand() * 0.05f;
-                quant_get(type)->from_f32(row, w + (size_t)r * rb, k);
+            for (int l = 0; l < layers; l++) {
+                uint8_t *w = malloc(rb * (size_t)m);
+                if (l > 0) memcpy(w, mats[s].data, rb * (size_t)m); // the same values, other memory
+                else
+                    for (int64_t r = 0; r < m; r++) {
+                        for (int64_t i = 0; i < k; i++) row[i] = frand() * 0.05f;
+                        quant_get(type)->from_f32(row, w + (size_t)r * rb, k);
+                    }
+                mats[l * N_SHAPES + s] = (struct kern_mat){w, type, m, k, rb};
             }
             free(row);
-            mats[s] = (struct kern_mat){w, type, m, k, rb};
             ops += 2.0 * (double)m * (double)k * (double)n;
             bytes += (double)(rb * (size_t)m);
         }
         double best = 1e30, best_cpu = 1e30;
         for (int rep = 0; rep < reps; rep++) {
             const double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-            for (int s = 0; s < N_SHAPES; s++)
+            for (int s = 0; s < layers * N_SHAPES; s++)
                 if (kern_matmul(&kc, &mats[s], x, n, y, mats[s].rows, &err)) {
                     fprintf(stderr, "%s\n", err.msg);
                     return 1;
                 }
-            const double t = clock_s(CLOCK_MONOTONIC) - t0;
-            const double tc = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / threads;
+            const double t = (clock_s(CLOCK_MONOTONIC) - t0) / layers;
+            const double tc = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / threads / layers;
             if (t < best) best = t;
             if (tc < best_cpu) best_cpu = tc;
         }
@@ -124,7 +133,8 @@ int main(int argc, char **argv) {
                quant_get(type)->name, best * 1e3, ops / best * 1e-9, bytes / best * 1e-9,
                (double)n / (22.0 * best), ops / best_cpu * 1e-9, (double)n / (22.0 * best_cpu));
         fflush(stdout);
-        for (int s = 0; s < N_SHAPES; s++) free((void *)mats[s].data);
+        for (int s = 0; s < layers * N_SHAPES; s++) free((void *)mats[s].data);
+        free(mats);
     }
     kern_ctx_free(&kc);
     pool_destroy(pool);

@@ -115,6 +115,7 @@ struct kern_ctx {
     void *panels;       // [threads][panel_cap] packed weight panels (GEMM)
     size_t panel_cap;   // bytes per thread
     int64_t gemm_kc;    // GEMM k chunk in values (0: sized for the L2 cache; tests set it)
+    struct kern_rows *rows; // [threads] each thread's share of a GEMV's weight rows (matmul.c)
 };
 
 int  kern_ctx_init(struct kern_ctx *kc, const struct kern_ops *ops, struct pool *pool, llm_err *err);

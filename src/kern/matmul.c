@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kern.h"
+#include "rows.h"
 
 const struct kern_ops *kern_generic_ops(void) {
     static struct kern_ops ops;
@@ -33,32 +34,35 @@ int kern_ctx_init(struct kern_ctx *kc, const struct kern_ops *ops, struct pool *
     memset(kc, 0, sizeof *kc);
     kc->ops = ops;
     kc->pool = pool;
-    (void)err;
+    kc->rows = aligned_alloc(_Alignof(struct kern_rows), sizeof(struct kern_rows) * (size_t)pool_size(pool));
+    if (!kc->rows) return err_set(err, "matmul: out of memory");
     return 0;
 }
 
 void kern_ctx_free(struct kern_ctx *kc) {
     free(kc->scratch);
     free(kc->panels);
+    free(kc->rows);
+    kc->rows = NULL;
     kc->scratch = kc->panels = NULL;
     kc->scratch_cap = kc->panel_cap = 0;
 }
 
 enum {
     ALIGN = 64,           // cache line: packed panels, prepared tiles and y rows per thread
-    ROWS_PER_UNIT = 16,   // GEMV/dot chunks are multiples of this many rows (64 bytes of
-                          // y), so no two threads write one cache line
-    UNITS_PER_CHUNK = 4,  // GEMV/dot work is taken in chunks of this many units (shorter
-                          // chunks measured much slower: the GEMV's prefetch runs ahead)
+    CHUNK_ROWS = 64,      // GEMV/dot work is taken in chunks of this many weight rows: a
+                          // multiple of 16 (64 bytes of y), so no two threads write one
+                          // cache line (shorter chunks measured slower: the GEMV's prefetch
+                          // runs ahead)
     GEMV_ROWS = 8,        // rows per GEMV call when n > 1: their weights stay in L1
                           // while every activation row passes
     PANEL_BYTES = 64 << 10, // packed panel bytes per k chunk: L1-near (measured: 24..96 KB within 5%)
 };
 
-// Work is handed out in chunks from a shared counter, not split evenly up
+// GEMM panels are handed out from a shared counter, not split evenly up
 // front: on a machine whose cores are also busy with other work, a thread that
-// loses its core for a while then holds up nothing but its current chunk.
-// (Which thread computes a chunk never changes its numbers.)
+// loses its core for a while then holds up nothing but its current panel.
+// (Which thread computes a panel never changes its numbers.)
 static bool next_chunk(atomic_long *next, long n_chunks, long *chunk) {
     *chunk = atomic_fetch_add_explicit(next, 1, memory_order_relaxed);
     return *chunk < n_chunks;
@@ -88,7 +92,7 @@ struct vec_job {
     int act_type;
     float *y;        // [n][y_stride]
     int64_t y_stride;
-    atomic_long next_chunk; // of ROWS_PER_UNIT * UNITS_PER_CHUNK weight rows
+    struct kern_rows *rows; // [threads] shares of the chunks of CHUNK_ROWS weight rows
 };
 
 static void quantize_job(void *ctx, int ith, int nth) {
@@ -100,24 +104,21 @@ static void quantize_job(void *ctx, int ith, int nth) {
         q(j->x + i * j->w->cols, (char *)j->act + (size_t)i * j->act_row_bytes, j->w->cols);
 }
 
-enum { CHUNK_ROWS = ROWS_PER_UNIT * UNITS_PER_CHUNK };
-
-// The weight rows [r0, r1) of the next chunk a thread takes, if any is left.
-static bool vec_job_rows(struct vec_job *j, int64_t *r0, int64_t *r1) {
+// The weight rows [r0, r1) of the next chunk thread ith takes, if any is left.
+static bool vec_job_rows(struct vec_job *j, int ith, int nth, int64_t *r0, int64_t *r1) {
     long c;
-    if (!next_chunk(&j->next_chunk, (long)((j->w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS), &c)) return false;
+    if (!rows_next(j->rows, ith, nth, &c)) return false;
     *r0 = (int64_t)c * CHUNK_ROWS;
     *r1 = *r0 + CHUNK_ROWS < j->w->rows ? *r0 + CHUNK_ROWS : j->w->rows;
     return true;
 }
 
 static void gemv_job(void *ctx, int ith, int nth) {
-    (void)ith, (void)nth;
     struct vec_job *j = ctx;
     const struct kern_mat *w = j->w;
     kern_gemv_fn gemv = j->ops->gemv[w->type];
     int64_t r0, r1;
-    while (vec_job_rows(j, &r0, &r1)) {
+    while (vec_job_rows(j, ith, nth, &r0, &r1)) {
         if (j->n == 1) { // one call: the kernel streams the rows and prefetches ahead
             gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
                  j->act, j->y + r0);
@@ -140,12 +141,11 @@ static void gemv_job(void *ctx, int ith, int nth) {
 }
 
 static void dot_job(void *ctx, int ith, int nth) {
-    (void)ith, (void)nth;
     struct vec_job *j = ctx;
     const struct kern_mat *w = j->w;
     quant_vec_dot_fn dot = j->ops->dot[w->type];
     int64_t r0, r1;
-    while (vec_job_rows(j, &r0, &r1)) {
+    while (vec_job_rows(j, ith, nth, &r0, &r1)) {
         for (int64_t rb = r0; rb < r1; rb += GEMV_ROWS) {
             const int64_t re = rb + GEMV_ROWS < r1 ? rb + GEMV_ROWS : r1;
             for (int64_t c = 0; c < j->n; c++) {
@@ -167,7 +167,8 @@ static int matmul_vec(struct kern_ctx *kc, const struct kern_mat *w, const float
         return err_set(err, "matmul: row of %lld values does not fit type %s", (long long)w->cols,
                        quant_get(act_type)->name);
     if (reserve(&kc->scratch, &kc->scratch_cap, act_row_bytes * (size_t)n, err)) return -1;
-    struct vec_job job = {kc->ops, w, x, n, align_up(kc->scratch), act_row_bytes, act_type, y, y_stride, 0};
+    struct vec_job job = {kc->ops, w, x, n, align_up(kc->scratch), act_row_bytes, act_type, y, y_stride, kc->rows};
+    rows_split(kc->rows, pool_size(kc->pool), (long)((w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS));
     if (n == 1) quantize_job(&job, 0, 1);
     else pool_run(kc->pool, quantize_job, &job);
     pool_run(kc->pool, kc->ops->gemv[w->type] ? gemv_job : dot_job, &job);
@@ -188,8 +189,9 @@ struct gemm_job {
     int64_t n_tiles;
     int64_t kb;           // blocks (of k_align values) per k chunk
     int64_t blocks;       // blocks per row (the last one may be partial for floats)
-    uint8_t *panels;      // [threads][panel_bytes]
+    uint8_t *panels;      // [threads][panel_bytes]: a packed panel, then its sums (acc_bytes)
     size_t panel_bytes;
+    size_t acc_bytes;     // [n_tiles * rn][rm] f32
     float *y;             // [n][y_stride]
     int64_t y_stride;
     atomic_long next_panel;
@@ -225,7 +227,13 @@ static void gemm_job(void *ctx, int ith, int nth) {
     const struct kern_mat *w = j->w;
     (void)nth;
     uint8_t *panel = j->panels + (size_t)ith * j->panel_bytes;
+    // A panel's outputs are summed over its k chunks here, [n][rm], not in y:
+    // the columns of y are y_stride apart, often a power of two that maps them
+    // all to a few cache sets, so partial sums there leave the caches.
+    float *acc = (float *)(panel + j->panel_bytes - j->acc_bytes);
+    const bool one_chunk = j->kb >= j->blocks;
     const long n_panels = (long)((w->rows + g->rm - 1) / g->rm);
+    const int64_t chunk_values = j->kb * g->k_align;
     long p;
     while (next_chunk(&j->next_panel, n_panels, &p)) {
         const int64_t r = (int64_t)p * g->rm;
@@ -233,13 +241,23 @@ static void gemm_job(void *ctx, int ith, int nth) {
         const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
         for (int64_t b = 0; b < j->blocks; b += j->kb) {
             const int64_t k0 = b * g->k_align;
-            const int64_t kc = w->cols - k0 < j->kb * g->k_align ? w->cols - k0 : j->kb * g->k_align;
+            const int64_t kc = w->cols - k0 < chunk_values ? w->cols - k0 : chunk_values;
             g->pack(wr, w->row_bytes, nr, k0, kc, panel);
             for (int64_t t = 0; t < j->n_tiles; t++) {
                 const int64_t c = t * g->rn;
                 const int nc = (int)(j->n - c < g->rn ? j->n - c : g->rn);
-                g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, j->y + c * j->y_stride + r, j->y_stride,
-                        k0 > 0);
+                if (one_chunk)
+                    g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, j->y + c * j->y_stride + r, j->y_stride, 0);
+                else if (b + j->kb < j->blocks)
+                    g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, acc + c * g->rm, g->rm, k0 > 0);
+                else { // the last chunk: the tile's sums go to y, whose lines are fetched while it runs
+                    float *yt = j->y + c * j->y_stride + r;
+                    for (int i = 0; i < nc; i++)
+                        for (int o = 0; o < nr; o += ALIGN / 4) __builtin_prefetch(yt + i * j->y_stride + o, 1, 3);
+                    g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, acc + c * g->rm, g->rm, 1);
+                    for (int i = 0; i < nc; i++)
+                        memcpy(yt + i * j->y_stride, acc + (c + i) * g->rm, sizeof(float) * (size_t)nr);
+                }
             }
         }
     }
@@ -258,13 +276,14 @@ static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const str
     if (kb < 1) kb = 1;
     if (kb > blocks) kb = blocks;
     const size_t act_bytes = (size_t)blocks * (size_t)n_tiles * (size_t)g->rn * g->act_block;
-    const size_t panel_bytes = ((size_t)kb * g->panel_block + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    const size_t acc_bytes = sizeof(float) * (size_t)(n_tiles * g->rn) * (size_t)g->rm;
+    const size_t panel_bytes = (((size_t)kb * g->panel_block + ALIGN - 1) & ~(size_t)(ALIGN - 1)) + acc_bytes;
     const int nth = pool_size(kc->pool);
     if (reserve(&kc->scratch, &kc->scratch_cap, act_bytes, err) ||
         reserve(&kc->panels, &kc->panel_cap, panel_bytes * (size_t)nth, err))
         return -1;
     struct gemm_job job = {g, w, x, n, align_up(kc->scratch), n_tiles, kb, blocks,
-                           align_up(kc->panels), panel_bytes, y, y_stride, 0};
+                           align_up(kc->panels), panel_bytes, acc_bytes, y, y_stride, 0};
     pool_run(kc->pool, prep_job, &job);
     pool_run(kc->pool, gemm_job, &job);
     return 0;
