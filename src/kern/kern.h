@@ -88,6 +88,7 @@ struct kern_ops {
                     int64_t p_stride, float *const *acc);
     // ---- Row ops with a faster form at some levels (NULL: use the kern_* reference) ----
     void (*geglu)(float *out, const float *gate, const float *up, int64_t n); // = kern_geglu
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n); // ~ kern_swiglu (vector exp)
 };
 
 // The reference level: quant/'s plain-C routines.

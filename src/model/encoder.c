@@ -134,12 +134,14 @@ static void attn_out_job(void *ctx, int ith, int nth) {
 static void ffn_act_job(void *ctx, int ith, int nth) {
     struct enc *f = ctx;
     const int64_t n_ff = f->mc->model->hp.n_ff;
+    void (*swiglu)(float *, const float *, const float *, int64_t) =
+        f->mc->kc.ops->swiglu ? f->mc->kc.ops->swiglu : kern_swiglu;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
         float *u = f->w.up + i * n_ff;
         add_bias(u, f->el->ffn_up_b, n_ff);
-        if (f->layer->ffn_gate.data) kern_swiglu(u, f->w.gate + i * n_ff, u, n_ff); // silu(gate) * up
+        if (f->layer->ffn_gate.data) swiglu(u, f->w.gate + i * n_ff, u, n_ff); // silu(gate) * up
         else kern_gelu(u, u, n_ff);
     }
 }

@@ -227,7 +227,7 @@ static void ffn_act_job(void *ctx, int ith, int nth) {
     for (long i = b0; i < b1; i++) {
         float *g = f->mc->w.gate + i * hp->n_ff, *u = f->mc->w.up + i * hp->n_ff;
         if (hp->act == MODEL_ACT_GELU) (ops->geglu ? ops->geglu : kern_geglu)(g, g, u, hp->n_ff);
-        else kern_swiglu(g, g, u, hp->n_ff);
+        else (ops->swiglu ? ops->swiglu : kern_swiglu)(g, g, u, hp->n_ff);
     }
 }
 

@@ -1,7 +1,8 @@
-// Row ops that some levels implement themselves (kern_ops.geglu), against the
-// reference row ops at every level the CPU runs: equal bit for bit (the same
-// table, the same roundings), for every length up to 70 and at the edges of the
-// table's range (+-10), NaN and infinities.
+// Row ops that some levels implement themselves (kern_ops.geglu, .swiglu),
+// against the reference row ops at every level the CPU runs, for every length
+// up to 70, NaN and infinities: geglu equal bit for bit (the same table, the
+// same roundings, also at the edges of the table's range, +-10); swiglu within
+// a few ulp (a vector exp within ~1 ulp of expf), and equal at the extremes.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,5 +61,39 @@ int main(void) {
         CHECK(mismatches == 0, "level %s geglu: %d of %d values differ", levels[li].name, mismatches, N);
     }
     printf("geglu: %d levels with their own kernel\n", tested);
+    tested = 0;
+    for (int li = 0; li < n_levels; li++) {
+        if (!levels[li].supported(&f)) continue;
+        const struct kern_ops *ops = levels[li].ops();
+        if (!ops->swiglu) continue;
+        tested++;
+        for (int n = 1; n <= 70; n++) {
+            const int off = n % 5;
+            kern_swiglu(ref, gate + off, up + off, n);
+            for (int i = 0; i < n + 3; i++) out[i] = 12345.0f;
+            ops->swiglu(out, gate + off, up + off, n);
+            CHECK(out[n] == 12345.0f && out[n + 2] == 12345.0f, "level %s swiglu n=%d wrote past the row",
+                  levels[li].name, n);
+        }
+        kern_swiglu(ref, gate, up, N);
+        ops->swiglu(out, gate, up, N);
+        int bad = 0, first = -1;
+        for (int i = 0; i < N; i++) {
+            const bool ok = same_float(out[i], ref[i]) ||
+                            (isfinite(ref[i]) && fabsf(out[i] - ref[i]) <= 4e-7f * fabsf(ref[i]) + 1e-35f);
+            if (!ok && first < 0) first = i;
+            bad += !ok;
+        }
+        CHECK(bad == 0, "level %s swiglu: %d of %d values off, first %d: %.9g, reference %.9g (gate %g)",
+              levels[li].name, bad, N, first, first >= 0 ? out[first] : 0.0, first >= 0 ? ref[first] : 0.0,
+              first >= 0 ? gate[first] : 0.0);
+        const float edge_gate[] = {-200.0f, -89.0f, -88.5f, -87.5f, 87.5f, 200.0f}, edge_up[] = {1, 1, 1, 1, 1, 1};
+        kern_swiglu(ref, edge_gate, edge_up, 6);
+        ops->swiglu(out, edge_gate, edge_up, 6);
+        for (int i = 0; i < 6; i++)
+            CHECK(same_float(out[i], ref[i]) || fabsf(out[i] - ref[i]) <= 4e-7f * fabsf(ref[i]) + 1e-35f,
+                  "level %s swiglu(%g) = %g, reference %g", levels[li].name, edge_gate[i], out[i], ref[i]);
+    }
+    printf("swiglu: %d levels with their own kernel\n", tested);
     return CHECK_DONE();
 }
