@@ -82,97 +82,116 @@ static int reserve(void **buf, size_t *cap, size_t need, llm_err *err) {
 
 // ---- GEMV / dot path ----------------------------------------------------------------
 
+enum { MAX_SHARED = 4 }; // matrices in one pass over shared activations
+
 struct vec_job {
     const struct kern_ops *ops;
-    const struct kern_mat *w;
-    const float *x;  // [n][w->cols]
+    int n_w;
+    const struct kern_mat *w[MAX_SHARED];
+    float *y[MAX_SHARED];          // [n][y_stride[m]] for matrix m
+    int64_t y_stride[MAX_SHARED];
+    long chunk_end[MAX_SHARED];    // chunks of matrices 0..m together (CHUNK_ROWS rows each)
+    const float *x;  // [n][w[0]->cols]
     int64_t n;
     void *act;       // [n][act_row_bytes] in vec_dot_type
     size_t act_row_bytes;
     int act_type;
-    float *y;        // [n][y_stride]
-    int64_t y_stride;
-    struct kern_rows *rows; // [threads] shares of the chunks of CHUNK_ROWS weight rows
+    struct kern_rows *rows; // [threads] shares of all the chunks
 };
 
 static void quantize_job(void *ctx, int ith, int nth) {
     struct vec_job *j = ctx;
+    const int64_t k = j->w[0]->cols;
     long b, e;
     pool_split((long)j->n, ith, nth, &b, &e);
     quant_from_f32_fn q = j->ops->quantize[j->act_type];
-    for (long i = b; i < e; i++)
-        q(j->x + i * j->w->cols, (char *)j->act + (size_t)i * j->act_row_bytes, j->w->cols);
+    for (long i = b; i < e; i++) q(j->x + i * k, (char *)j->act + (size_t)i * j->act_row_bytes, k);
 }
 
-// The weight rows [r0, r1) of the next chunk thread ith takes, if any is left.
-static bool vec_job_rows(struct vec_job *j, int ith, int nth, int64_t *r0, int64_t *r1) {
+// The matrix m and its weight rows [r0, r1) of the next chunk thread ith takes, if any is left.
+static bool vec_job_rows(struct vec_job *j, int ith, int nth, int *m, int64_t *r0, int64_t *r1) {
     long c;
     if (!rows_next(j->rows, ith, nth, &c)) return false;
-    *r0 = (int64_t)c * CHUNK_ROWS;
-    *r1 = *r0 + CHUNK_ROWS < j->w->rows ? *r0 + CHUNK_ROWS : j->w->rows;
+    *m = 0;
+    while (c >= j->chunk_end[*m]) (*m)++;
+    const int64_t rows = j->w[*m]->rows;
+    *r0 = (int64_t)(c - (*m ? j->chunk_end[*m - 1] : 0)) * CHUNK_ROWS;
+    *r1 = *r0 + CHUNK_ROWS < rows ? *r0 + CHUNK_ROWS : rows;
     return true;
 }
 
-static void gemv_job(void *ctx, int ith, int nth) {
-    struct vec_job *j = ctx;
-    const struct kern_mat *w = j->w;
+// Rows [r0, r1) of w through the level's GEMV, for every activation row.
+static void gemv_rows(const struct vec_job *j, const struct kern_mat *w, int64_t r0, int64_t r1, float *y,
+                      int64_t ys) {
     kern_gemv_fn gemv = j->ops->gemv[w->type];
-    int64_t r0, r1;
-    while (vec_job_rows(j, ith, nth, &r0, &r1)) {
-        if (j->n == 1) { // one call: the kernel streams the rows and prefetches ahead
-            gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
-                 j->act, j->y + r0);
-            continue;
-        }
-        kern_gemv2_fn gemv2 = j->ops->gemv2[w->type];
-        for (int64_t r = r0; r < r1; r += GEMV_ROWS) {
-            const int nr = (int)(r1 - r < GEMV_ROWS ? r1 - r : GEMV_ROWS);
-            const void *wr = (const char *)w->data + (size_t)r * w->row_bytes;
-            int64_t c = 0;
-            for (; gemv2 && c + 2 <= j->n; c += 2) // two columns per pass over the rows
-                gemv2(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
-                      (const char *)j->act + (size_t)(c + 1) * j->act_row_bytes, j->y + c * j->y_stride + r,
-                      j->y + (c + 1) * j->y_stride + r);
-            for (; c < j->n; c++)
-                gemv(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
-                     j->y + c * j->y_stride + r);
+    if (j->n == 1) { // one call: the kernel streams the rows and prefetches ahead
+        gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0), j->act,
+             y + r0);
+        return;
+    }
+    kern_gemv2_fn gemv2 = j->ops->gemv2[w->type];
+    for (int64_t r = r0; r < r1; r += GEMV_ROWS) {
+        const int nr = (int)(r1 - r < GEMV_ROWS ? r1 - r : GEMV_ROWS);
+        const void *wr = (const char *)w->data + (size_t)r * w->row_bytes;
+        int64_t c = 0;
+        for (; gemv2 && c + 2 <= j->n; c += 2) // two columns per pass over the rows
+            gemv2(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes,
+                  (const char *)j->act + (size_t)(c + 1) * j->act_row_bytes, y + c * ys + r, y + (c + 1) * ys + r);
+        for (; c < j->n; c++)
+            gemv(w->cols, wr, w->row_bytes, nr, (const char *)j->act + (size_t)c * j->act_row_bytes, y + c * ys + r);
+    }
+}
+
+// The same through the level's dot, row by row (types without a GEMV).
+static void dot_rows(const struct vec_job *j, const struct kern_mat *w, int64_t r0, int64_t r1, float *y,
+                     int64_t ys) {
+    quant_vec_dot_fn dot = j->ops->dot[w->type];
+    for (int64_t rb = r0; rb < r1; rb += GEMV_ROWS) {
+        const int64_t re = rb + GEMV_ROWS < r1 ? rb + GEMV_ROWS : r1;
+        for (int64_t c = 0; c < j->n; c++) {
+            const void *a = (const char *)j->act + (size_t)c * j->act_row_bytes;
+            for (int64_t r = rb; r < re; r++)
+                y[c * ys + r] = dot(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, a);
         }
     }
 }
 
-static void dot_job(void *ctx, int ith, int nth) {
+static void vec_job_run(void *ctx, int ith, int nth) {
     struct vec_job *j = ctx;
-    const struct kern_mat *w = j->w;
-    quant_vec_dot_fn dot = j->ops->dot[w->type];
+    int m;
     int64_t r0, r1;
-    while (vec_job_rows(j, ith, nth, &r0, &r1)) {
-        for (int64_t rb = r0; rb < r1; rb += GEMV_ROWS) {
-            const int64_t re = rb + GEMV_ROWS < r1 ? rb + GEMV_ROWS : r1;
-            for (int64_t c = 0; c < j->n; c++) {
-                const void *a = (const char *)j->act + (size_t)c * j->act_row_bytes;
-                for (int64_t r = rb; r < re; r++)
-                    j->y[c * j->y_stride + r] = dot(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, a);
-            }
-        }
+    while (vec_job_rows(j, ith, nth, &m, &r0, &r1))
+        (j->ops->gemv[j->w[m]->type] ? gemv_rows : dot_rows)(j, j->w[m], r0, r1, j->y[m], j->y_stride[m]);
+}
+
+// GEMV of n activation rows x (the same for every matrix, whose activation
+// type must be act_type) by n_w matrices in one pass of the threads.
+static int matmul_vec_n(struct kern_ctx *kc, int n_w, const struct kern_mat *const *w, int act_type,
+                        const float *x, int64_t n, float *const *y, const int64_t *y_stride, llm_err *err) {
+    if (!kc->ops->quantize[act_type])
+        return err_set(err, "matmul: cannot convert activations to type %d", act_type);
+    const size_t act_row_bytes = quant_row_bytes(act_type, w[0]->cols);
+    if (act_row_bytes == 0)
+        return err_set(err, "matmul: row of %lld values does not fit type %s", (long long)w[0]->cols,
+                       quant_get(act_type)->name);
+    if (reserve(&kc->scratch, &kc->scratch_cap, act_row_bytes * (size_t)n, err)) return -1;
+    struct vec_job job = {.ops = kc->ops, .n_w = n_w, .x = x, .n = n, .act = align_up(kc->scratch),
+                          .act_row_bytes = act_row_bytes, .act_type = act_type, .rows = kc->rows};
+    long chunks = 0;
+    for (int m = 0; m < n_w; m++) {
+        job.w[m] = w[m], job.y[m] = y[m], job.y_stride[m] = y_stride[m];
+        job.chunk_end[m] = chunks += (long)((w[m]->rows + CHUNK_ROWS - 1) / CHUNK_ROWS);
     }
+    rows_split(kc->rows, pool_size(kc->pool), chunks);
+    if (n == 1) quantize_job(&job, 0, 1);
+    else pool_run(kc->pool, quantize_job, &job);
+    pool_run(kc->pool, vec_job_run, &job);
+    return 0;
 }
 
 static int matmul_vec(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n, float *y,
                       int64_t y_stride, llm_err *err) {
-    const int act_type = quant_get(w->type)->vec_dot_type;
-    if (!kc->ops->quantize[act_type])
-        return err_set(err, "matmul: cannot convert activations to type %d", act_type);
-    const size_t act_row_bytes = quant_row_bytes(act_type, w->cols);
-    if (act_row_bytes == 0)
-        return err_set(err, "matmul: row of %lld values does not fit type %s", (long long)w->cols,
-                       quant_get(act_type)->name);
-    if (reserve(&kc->scratch, &kc->scratch_cap, act_row_bytes * (size_t)n, err)) return -1;
-    struct vec_job job = {kc->ops, w, x, n, align_up(kc->scratch), act_row_bytes, act_type, y, y_stride, kc->rows};
-    rows_split(kc->rows, pool_size(kc->pool), (long)((w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS));
-    if (n == 1) quantize_job(&job, 0, 1);
-    else pool_run(kc->pool, quantize_job, &job);
-    pool_run(kc->pool, kc->ops->gemv[w->type] ? gemv_job : dot_job, &job);
-    return 0;
+    return matmul_vec_n(kc, 1, &w, quant_get(w->type)->vec_dot_type, x, n, &y, &y_stride, err);
 }
 
 // ---- GEMM path -----------------------------------------------------------------------
@@ -326,4 +345,27 @@ int kern_matmul_rows(struct kern_ctx *kc, const struct kern_mat *w, const float 
         matmul_vec(kc, w, x + n_prompt * w->cols, n - n_prompt, y + n_prompt * y_stride, y_stride, err))
         return -1;
     return 0;
+}
+
+int kern_matmul_rows_shared(struct kern_ctx *kc, int n_w, const struct kern_mat *const *w, const float *x,
+                            int64_t n, int64_t n_prompt, float *const *y, const int64_t *y_stride, llm_err *err) {
+    int act_type = -1;
+    bool together = n_w >= 1 && n_w <= MAX_SHARED;
+    for (int m = 0; m < n_w; m++) {
+        if (check_type(kc, w[m], err)) return -1;
+        const int t = quant_get(w[m]->type)->vec_dot_type;
+        if (m == 0) act_type = t;
+        together = together && t == act_type && w[m]->cols == w[0]->cols;
+    }
+    if (n_prompt > n) n_prompt = n;
+    if (!together || n_prompt == n) { // nothing to share: as many kern_matmul_rows
+        for (int m = 0; m < n_w; m++)
+            if (kern_matmul_rows(kc, w[m], x, n, n_prompt, y[m], y_stride[m], err)) return -1;
+        return 0;
+    }
+    for (int m = 0; m < n_w && n_prompt > 0; m++)
+        if (kern_matmul_rows(kc, w[m], x, n_prompt, n_prompt, y[m], y_stride[m], err)) return -1;
+    float *yg[MAX_SHARED];
+    for (int m = 0; m < n_w; m++) yg[m] = y[m] + n_prompt * y_stride[m];
+    return matmul_vec_n(kc, n_w, w, act_type, x + n_prompt * w[0]->cols, n - n_prompt, yg, y_stride, err);
 }

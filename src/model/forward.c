@@ -542,17 +542,18 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b_in, float *lo
     for (f.il = 0; f.il < hp->n_layer; f.il++) {
         const struct model_layer *l = f.layer = &m->layers[f.il];
         f.next_norm = f.il + 1 < hp->n_layer ? m->layers[f.il + 1].attn_norm : NULL;
-        if (kern_matmul_rows(&mc->kc, &l->wq, w->xn, n, n_prompt, w->q, qw, err) ||
-            kern_matmul_rows(&mc->kc, &l->wk, w->xn, n, n_prompt, w->k, mc->kv.k_width, err) ||
-            kern_matmul_rows(&mc->kc, &l->wv, w->xn, n, n_prompt, w->v, mc->kv.v_width, err))
-            goto done;
+        const struct kern_mat *qkv[] = {&l->wq, &l->wk, &l->wv};
+        float *qkv_out[] = {w->q, w->k, w->v};
+        const int64_t qkv_width[] = {qw, mc->kv.k_width, mc->kv.v_width};
+        if (kern_matmul_rows_shared(&mc->kc, 3, qkv, w->xn, n, n_prompt, qkv_out, qkv_width, err)) goto done;
         run_tokens(&f, qkv_job, qw + mc->kv.k_width + mc->kv.v_width);
         run_attention(&f);
         if (kern_matmul_rows(&mc->kc, &l->wo, w->att, n, n_prompt, w->tmp, hp->n_embd, err)) goto done;
         run_tokens(&f, ffn_norm_job, hp->n_embd);
-        if (kern_matmul_rows(&mc->kc, &l->ffn_gate, w->xn, n, n_prompt, w->gate, hp->n_ff, err) ||
-            kern_matmul_rows(&mc->kc, &l->ffn_up, w->xn, n, n_prompt, w->up, hp->n_ff, err))
-            goto done;
+        const struct kern_mat *gate_up[] = {&l->ffn_gate, &l->ffn_up};
+        float *gate_up_out[] = {w->gate, w->up};
+        const int64_t ff_width[] = {hp->n_ff, hp->n_ff};
+        if (kern_matmul_rows_shared(&mc->kc, 2, gate_up, w->xn, n, n_prompt, gate_up_out, ff_width, err)) goto done;
         run_tokens(&f, ffn_act_job, hp->n_ff);
         if (kern_matmul_rows(&mc->kc, &l->ffn_down, w->gate, n, n_prompt, w->tmp, hp->n_embd, err)) goto done;
         run_tokens(&f, ffn_out_job, hp->n_embd);

@@ -169,6 +169,62 @@ static void check_batch_invariance(const struct kern_ops *o, struct pool **pools
     free(w), free(x), free(y), free(y1), free(row);
 }
 
+// kern_matmul_rows_shared gives each matrix exactly what kern_matmul_rows
+// gives it alone: matrices of one activation type (passed together) and of
+// two (passed one by one), with rows of 1..4 tokens, some of them prompt rows.
+static void check_shared(const struct kern_ops *o, struct pool **pools, int n_pools) {
+    static const int sets[][3] = {{QUANT_Q8_0, QUANT_Q5_0, QUANT_Q4_0}, // all Q8_0 activations
+                                  {QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_K}, // all Q8_K
+                                  {QUANT_Q8_0, QUANT_Q4_K, QUANT_F16}}; // mixed: one by one
+    static const int64_t rows[3] = {70, 130, 17};
+    const int64_t k = 512;
+    for (int si = 0; si < 3; si++) {
+        struct kern_mat mats[3];
+        const struct kern_mat *wp[3];
+        float *x = malloc(sizeof(float) * (size_t)(4 * k)), *row = malloc(sizeof(float) * (size_t)k);
+        float *y[3], *y1[3];
+        int64_t ys[3];
+        fill_random(x, 4 * k);
+        for (int m = 0; m < 3; m++) {
+            const int type = sets[si][m];
+            const size_t rb = quant_row_bytes(type, k);
+            uint8_t *w = malloc(rb * (size_t)rows[m]);
+            for (int64_t r = 0; r < rows[m]; r++) {
+                fill_random(row, k);
+                kern_generic_ops()->quantize[type](row, w + (size_t)r * rb, k);
+            }
+            mats[m] = (struct kern_mat){w, type, rows[m], k, rb};
+            wp[m] = &mats[m];
+            ys[m] = rows[m] + 3; // a row stride other than the width
+            y[m] = malloc(sizeof(float) * (size_t)(4 * ys[m]));
+            y1[m] = malloc(sizeof(float) * (size_t)(4 * ys[m]));
+        }
+        for (int p = 0; p < n_pools; p++) {
+            struct kern_ctx kc;
+            llm_err err = {0};
+            kern_ctx_init(&kc, o, pools[p], &err);
+            for (int64_t n = 1; n <= 4; n++)
+                for (int64_t n_prompt = 0; n_prompt <= n; n_prompt += 2) {
+                    for (int m = 0; m < 3; m++) {
+                        memset(y[m], 0, sizeof(float) * (size_t)(4 * ys[m]));
+                        memset(y1[m], 0, sizeof(float) * (size_t)(4 * ys[m]));
+                    }
+                    CHECK(kern_matmul_rows_shared(&kc, 3, wp, x, n, n_prompt, y, ys, &err) == 0, "%s", err.msg);
+                    for (int m = 0; m < 3; m++) {
+                        CHECK(kern_matmul_rows(&kc, wp[m], x, n, n_prompt, y1[m], ys[m], &err) == 0, "%s", err.msg);
+                        CHECK(memcmp(y[m], y1[m], sizeof(float) * (size_t)(n * ys[m])) == 0,
+                              "%s shared set %d matrix %d (%s), n %lld, %lld prompt rows, %d threads: differs from "
+                              "kern_matmul_rows alone", o->level, si, m, quant_get(sets[si][m])->name, (long long)n,
+                              (long long)n_prompt, pool_size(pools[p]));
+                    }
+                }
+            kern_ctx_free(&kc);
+        }
+        for (int m = 0; m < 3; m++) free((void *)mats[m].data), free(y[m]), free(y1[m]);
+        free(x), free(row);
+    }
+}
+
 // Levels with matrix kernels get every n in 1..33; the others (the dot path of
 // the driver, whose dots test_levels.c covers) a few.
 static void test_level(const struct kern_ops *o, struct pool **pools, int n_pools) {
@@ -198,6 +254,7 @@ static void test_level(const struct kern_ops *o, struct pool **pools, int n_pool
         check_matmul(o, pools[n_pools - 1], type, 70, (is_f ? 257 : 2) * tr->block_elems, 40, 0, 0);
         check_batch_invariance(o, pools, n_pools, type);
     }
+    check_shared(o, pools, n_pools);
 }
 
 int main(void) {
