@@ -135,11 +135,11 @@ int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, i
 int kern_matmul_rows(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
                      int64_t n_prompt, float *y, int64_t y_stride, llm_err *err);
 
-// kern_matmul_rows for n_w (1..4) matrices that share their input x: each
-// y[m] exactly as kern_matmul_rows(w[m], ..., y[m], y_stride[m]) gives. Where
-// the matrices take the same activation type, the generation rows are
-// converted once and the threads pass over all the matrices' rows together
-// (one barrier, not n_w).
+// kern_matmul_rows for n_w matrices that share their input x: each y[m]
+// exactly as kern_matmul_rows(w[m], ..., y[m], y_stride[m]) gives. Where up to
+// 4 matrices take the same activation type, the generation rows are converted
+// once and the threads pass over all the matrices' rows together (one
+// barrier, not n_w). kern_matmul_rows is this with one matrix.
 int kern_matmul_rows_shared(struct kern_ctx *kc, int n_w, const struct kern_mat *const *w, const float *x,
                             int64_t n, int64_t n_prompt, float *const *y, const int64_t *y_stride, llm_err *err);
 

@@ -265,18 +265,17 @@ static void gemm_job(void *ctx, int ith, int nth) {
             for (int64_t t = 0; t < j->n_tiles; t++) {
                 const int64_t c = t * g->rn;
                 const int nc = (int)(j->n - c < g->rn ? j->n - c : g->rn);
-                if (one_chunk)
-                    g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, j->y + c * j->y_stride + r, j->y_stride, 0);
-                else if (b + j->kb < j->blocks)
-                    g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, acc + c * g->rm, g->rm, k0 > 0);
-                else { // the last chunk: the tile's sums go to y, whose lines are fetched while it runs
-                    float *yt = j->y + c * j->y_stride + r;
+                float *yt = j->y + c * j->y_stride + r;
+                // after the last of several chunks the sums go to y, whose lines are fetched while it runs
+                const bool to_y = !one_chunk && b + j->kb >= j->blocks;
+                if (to_y)
                     for (int i = 0; i < nc; i++)
                         for (int o = 0; o < nr; o += ALIGN / 4) __builtin_prefetch(yt + i * j->y_stride + o, 1, 3);
-                    g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, acc + c * g->rm, g->rm, 1);
+                g->tile(panel, nr, kc, act_at(j, t, b, NULL), nc, one_chunk ? yt : acc + c * g->rm,
+                        one_chunk ? j->y_stride : g->rm, k0 > 0);
+                if (to_y)
                     for (int i = 0; i < nc; i++)
                         memcpy(yt + i * j->y_stride, acc + (c + i) * g->rm, sizeof(float) * (size_t)nr);
-                }
             }
         }
     }
@@ -330,42 +329,42 @@ int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, i
     return matmul_vec(kc, w, x, n, y, y_stride, err);
 }
 
-int kern_matmul_rows(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
-                     int64_t n_prompt, float *y, int64_t y_stride, llm_err *err) {
-    if (check_type(kc, w, err)) return -1;
-    if (n_prompt > n) n_prompt = n;
-    if (n_prompt > 0) {
-        // Without a GEMM the dots compute every row alone: invariant too.
-        const struct kern_gemm *g = gemm_for(kc, w);
-        if (g ? matmul_gemm(kc, g, w, x, n_prompt, y, y_stride, err)
-              : matmul_vec(kc, w, x, n_prompt, y, y_stride, err))
-            return -1;
-    }
-    if (n > n_prompt &&
-        matmul_vec(kc, w, x + n_prompt * w->cols, n - n_prompt, y + n_prompt * y_stride, y_stride, err))
-        return -1;
-    return 0;
+// The prompt rows: GEMM, or without one the dots, which compute every row alone
+// (so invariant too).
+static int matmul_prompt(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n, float *y,
+                         int64_t y_stride, llm_err *err) {
+    const struct kern_gemm *g = gemm_for(kc, w);
+    return g ? matmul_gemm(kc, g, w, x, n, y, y_stride, err) : matmul_vec(kc, w, x, n, y, y_stride, err);
 }
 
 int kern_matmul_rows_shared(struct kern_ctx *kc, int n_w, const struct kern_mat *const *w, const float *x,
                             int64_t n, int64_t n_prompt, float *const *y, const int64_t *y_stride, llm_err *err) {
-    int act_type = -1;
-    bool together = n_w >= 1 && n_w <= MAX_SHARED;
+    bool together = n_w <= MAX_SHARED; // the generation rows in one pass
     for (int m = 0; m < n_w; m++) {
         if (check_type(kc, w[m], err)) return -1;
-        const int t = quant_get(w[m]->type)->vec_dot_type;
-        if (m == 0) act_type = t;
-        together = together && t == act_type && w[m]->cols == w[0]->cols;
+        together = together && quant_get(w[m]->type)->vec_dot_type == quant_get(w[0]->type)->vec_dot_type &&
+                   w[m]->cols == w[0]->cols;
     }
+    if (n <= 0 || n_w <= 0) return 0;
     if (n_prompt > n) n_prompt = n;
-    if (!together || n_prompt == n) { // nothing to share: as many kern_matmul_rows
+    if (n_prompt < 0) n_prompt = 0;
+    for (int m = 0; m < n_w && n_prompt > 0; m++)
+        if (matmul_prompt(kc, w[m], x, n_prompt, y[m], y_stride[m], err)) return -1;
+    if (n == n_prompt) return 0;
+    if (!together) { // the generation rows matrix by matrix
         for (int m = 0; m < n_w; m++)
-            if (kern_matmul_rows(kc, w[m], x, n, n_prompt, y[m], y_stride[m], err)) return -1;
+            if (matmul_vec(kc, w[m], x + n_prompt * w[m]->cols, n - n_prompt, y[m] + n_prompt * y_stride[m],
+                           y_stride[m], err))
+                return -1;
         return 0;
     }
-    for (int m = 0; m < n_w && n_prompt > 0; m++)
-        if (kern_matmul_rows(kc, w[m], x, n_prompt, n_prompt, y[m], y_stride[m], err)) return -1;
     float *yg[MAX_SHARED];
     for (int m = 0; m < n_w; m++) yg[m] = y[m] + n_prompt * y_stride[m];
-    return matmul_vec_n(kc, n_w, w, act_type, x + n_prompt * w[0]->cols, n - n_prompt, yg, y_stride, err);
+    return matmul_vec_n(kc, n_w, w, quant_get(w[0]->type)->vec_dot_type, x + n_prompt * w[0]->cols, n - n_prompt,
+                        yg, y_stride, err);
+}
+
+int kern_matmul_rows(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n,
+                     int64_t n_prompt, float *y, int64_t y_stride, llm_err *err) {
+    return kern_matmul_rows_shared(kc, 1, &w, x, n, n_prompt, &y, &y_stride, err);
 }
