@@ -73,7 +73,7 @@ APP_SAN_OBJ := $(APP_SRC:%.c=$(BUILD)/san/%.o)
 PAGE_HTML := src/app/server/page/index.html
 PAGE_C    := $(BUILD)/gen/server_page.c
 
-.PHONY: all test tests run model deps clean arm64 native bench-matmul
+.PHONY: all test tests run model deps clean arm64 native bench-matmul bench-attn
 .SECONDARY:
 all: $(BUILD)/llmfile
 
@@ -155,6 +155,13 @@ deps:
 bench-matmul: $(BUILD)/bench/matmul_bench
 
 $(BUILD)/bench/matmul_bench: bench/matmul_bench.c $(call layer_objs,kern,$(BUILD)/obj,$(LIB_OBJ))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+# kern_attn speed on prompt and generation tiles (bench/attn_bench.c).
+bench-attn: $(BUILD)/bench/attn_bench
+
+$(BUILD)/bench/attn_bench: bench/attn_bench.c $(call layer_objs,kern,$(BUILD)/obj,$(LIB_OBJ))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 

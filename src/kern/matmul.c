@@ -281,8 +281,10 @@ static void gemm_job(void *ctx, int ith, int nth) {
     }
 }
 
+// prepared: the scratch already holds x prepared for g and rows of w->cols
+// values (the previous matrix of kern_matmul_rows_shared had the same g and width).
 static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const struct kern_mat *w,
-                       const float *x, int64_t n, float *y, int64_t y_stride, llm_err *err) {
+                       const float *x, int64_t n, float *y, int64_t y_stride, bool prepared, llm_err *err) {
     const struct quant_traits *tr = quant_get(w->type);
     if (w->cols % tr->block_elems || w->row_bytes != quant_row_bytes(w->type, w->cols))
         return err_set(err, "matmul: %s rows of %lld values do not make whole blocks", tr->name,
@@ -302,7 +304,7 @@ static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const str
         return -1;
     struct gemm_job job = {g, w, x, n, align_up(kc->scratch), n_tiles, kb, blocks,
                            align_up(kc->panels), panel_bytes, acc_bytes, y, y_stride, 0};
-    pool_run(kc->pool, prep_job, &job);
+    if (!prepared) pool_run(kc->pool, prep_job, &job);
     pool_run(kc->pool, gemm_job, &job);
     return 0;
 }
@@ -325,16 +327,18 @@ int kern_matmul(struct kern_ctx *kc, const struct kern_mat *w, const float *x, i
     if (check_type(kc, w, err)) return -1;
     if (n <= 0) return 0;
     const struct kern_gemm *g = gemm_for(kc, w);
-    if (g && n >= g->min_n) return matmul_gemm(kc, g, w, x, n, y, y_stride, err);
+    if (g && n >= g->min_n) return matmul_gemm(kc, g, w, x, n, y, y_stride, false, err);
     return matmul_vec(kc, w, x, n, y, y_stride, err);
 }
 
 // The prompt rows: GEMM, or without one the dots, which compute every row alone
 // (so invariant too).
-static int matmul_prompt(struct kern_ctx *kc, const struct kern_mat *w, const float *x, int64_t n, float *y,
-                         int64_t y_stride, llm_err *err) {
+// prev: the matrix before w on the same x, or NULL.
+static int matmul_prompt(struct kern_ctx *kc, const struct kern_mat *w, const struct kern_mat *prev, const float *x,
+                         int64_t n, float *y, int64_t y_stride, llm_err *err) {
     const struct kern_gemm *g = gemm_for(kc, w);
-    return g ? matmul_gemm(kc, g, w, x, n, y, y_stride, err) : matmul_vec(kc, w, x, n, y, y_stride, err);
+    const bool prepared = g && prev && gemm_for(kc, prev) == g && prev->cols == w->cols;
+    return g ? matmul_gemm(kc, g, w, x, n, y, y_stride, prepared, err) : matmul_vec(kc, w, x, n, y, y_stride, err);
 }
 
 int kern_matmul_rows_shared(struct kern_ctx *kc, int n_w, const struct kern_mat *const *w, const float *x,
@@ -349,7 +353,7 @@ int kern_matmul_rows_shared(struct kern_ctx *kc, int n_w, const struct kern_mat 
     if (n_prompt > n) n_prompt = n;
     if (n_prompt < 0) n_prompt = 0;
     for (int m = 0; m < n_w && n_prompt > 0; m++)
-        if (matmul_prompt(kc, w[m], x, n_prompt, y[m], y_stride[m], err)) return -1;
+        if (matmul_prompt(kc, w[m], m > 0 ? w[m - 1] : NULL, x, n_prompt, y[m], y_stride[m], err)) return -1;
     if (n == n_prompt) return 0;
     if (!together) { // the generation rows matrix by matrix
         for (int m = 0; m < n_w; m++)

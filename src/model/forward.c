@@ -251,6 +251,8 @@ static void qkv_job(void *ctx, int ith, int nth) {
     const int64_t qw = hp->n_head * hp->head_dim_k, kw = mc->kv.k_width, vw = mc->kv.v_width;
     const float base = l->swa ? hp->rope_base_swa : hp->rope_base;
     const float fscale = l->swa ? 1.0f : hp->rope_freq_scale;
+    const quant_from_f32_fn to_f16 = mc->kc.ops->quantize[QUANT_F16] ? mc->kc.ops->quantize[QUANT_F16]
+                                                                     : quant_get(QUANT_F16)->from_f32;
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
@@ -274,8 +276,8 @@ static void qkv_job(void *ctx, int ith, int nth) {
         }
         const size_t c = (size_t)(f->il * mc->kv.n_cells + mc->w.cell[i]);
         fp16_t *kc = mc->kv.k + c * (size_t)kw, *vc = mc->kv.v + c * (size_t)vw;
-        for (int64_t d = 0; d < kw; d++) kc[d] = fp32_to_fp16(k[d]);
-        for (int64_t d = 0; d < vw; d++) vc[d] = fp32_to_fp16(v[d]);
+        to_f16(k, kc, kw); // the level's conversion: the same rounding as fp32_to_fp16
+        to_f16(v, vc, vw);
     }
 }
 
