@@ -89,6 +89,8 @@ struct kern_ops {
     // ---- Row ops with a faster form at some levels (NULL: use the kern_* reference) ----
     void (*geglu)(float *out, const float *gate, const float *up, int64_t n); // = kern_geglu
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n); // ~ kern_swiglu (vector exp)
+    // = kern_rmsnorm but for the order of the double sum of squares (out may be x)
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
 };
 
 // The reference level: quant/'s plain-C routines.

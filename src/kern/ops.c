@@ -6,21 +6,9 @@
 
 #include "kern.h"
 
-// Sum of float squares (float products, as ggml) in double. Eight partial sums:
-// one running double sum waits on the adder's latency at every value. The
-// order differs from ggml's in the double's last bits only, which the float
-// the caller makes of the sum almost never keeps.
-static double sum_squares(const float *x, int64_t n) {
-    double part[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) part[l] += (double)(x[i + l] * x[i + l]);
-    for (; i < n; i++) part[0] += (double)(x[i] * x[i]);
-    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
-
 void kern_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    const double sum = sum_squares(x, n);
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]); // float product, as ggml
     const float scale = 1.0f / sqrtf((float)(sum / n) + eps);
     if (w)
         for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];

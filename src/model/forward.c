@@ -175,6 +175,11 @@ static int place_tokens(struct model_ctx *mc, const struct model_batch *b, struc
     return 0;
 }
 
+// rmsnorm with the level's kernel (kern_rmsnorm but for the order of the double sum).
+static void rms_norm(const struct model_ctx *mc, float *out, const float *x, const float *w, int64_t n, float eps) {
+    (mc->kc.ops->rmsnorm ? mc->kc.ops->rmsnorm : kern_rmsnorm)(out, x, w, n, eps);
+}
+
 static void embed_job(void *ctx, int ith, int nth) {
     struct fwd *f = ctx;
     const struct model *m = f->mc->model;
@@ -188,13 +193,14 @@ static void embed_job(void *ctx, int ith, int nth) {
         to_f32((const char *)m->tok_embd.data + (size_t)f->b->token[i] * m->tok_embd.row_bytes, x, e);
         if (m->hp.embed_scale)
             for (int64_t j = 0; j < e; j++) x[j] *= scale;
-        if (f->next_norm) kern_rmsnorm(f->mc->w.xn + i * e, x, f->next_norm, e, m->hp.norm_eps);
+        if (f->next_norm) rms_norm(f->mc, f->mc->w.xn + i * e, x, f->next_norm, e, m->hp.norm_eps);
     }
 }
 
 // x += post_norm ? rmsnorm(t) * post_norm : t (t is overwritten).
-static void add_residual(float *x, float *t, const float *post_norm, int64_t n, float eps) {
-    if (post_norm) kern_rmsnorm(t, t, post_norm, n, eps);
+static void add_residual(const struct model_ctx *mc, float *x, float *t, const float *post_norm, int64_t n,
+                         float eps) {
+    if (post_norm) rms_norm(mc, t, t, post_norm, n, eps);
     for (int64_t j = 0; j < n; j++) x[j] += t[j];
 }
 
@@ -207,8 +213,8 @@ static void residual_norm(const struct fwd *f, int ith, int nth, const float *po
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
         float *x = f->mc->w.x + i * e;
-        add_residual(x, f->mc->w.tmp + i * e, post_norm, e, hp->norm_eps);
-        if (norm) kern_rmsnorm(f->mc->w.xn + i * e, x, norm, e, hp->norm_eps);
+        add_residual(f->mc, x, f->mc->w.tmp + i * e, post_norm, e, hp->norm_eps);
+        if (norm) rms_norm(f->mc, f->mc->w.xn + i * e, x, norm, e, hp->norm_eps);
     }
 }
 
@@ -264,14 +270,14 @@ static void qkv_job(void *ctx, int ith, int nth) {
         kern_rope_angles(cs, hp->n_rot, f->b->pos[i], base, fscale);
         for (int64_t h = 0; h < hp->n_head; h++) {
             float *qh = q + h * hp->head_dim_k;
-            if (l->q_norm) kern_rmsnorm(qh, qh, l->q_norm, hp->head_dim_k, hp->norm_eps);
+            if (l->q_norm) rms_norm(mc, qh, qh, l->q_norm, hp->head_dim_k, hp->norm_eps);
             kern_rope_apply(qh, hp->n_rot, cs, hp->rope_neox);
             if (hp->scale_q)
                 for (int64_t d = 0; d < hp->head_dim_k; d++) qh[d] *= hp->attn_scale;
         }
         for (int64_t h = 0; h < hp->n_head_kv; h++) {
             float *kh = k + h * hp->head_dim_k;
-            if (l->k_norm) kern_rmsnorm(kh, kh, l->k_norm, hp->head_dim_k, hp->norm_eps);
+            if (l->k_norm) rms_norm(mc, kh, kh, l->k_norm, hp->head_dim_k, hp->norm_eps);
             kern_rope_apply(kh, hp->n_rot, cs, hp->rope_neox);
         }
         const size_t c = (size_t)(f->il * mc->kv.n_cells + mc->w.cell[i]);
@@ -406,7 +412,7 @@ static void output_norm_job(void *ctx, int ith, int nth) {
     long r0, r1;
     pool_split((long)f->n_out, ith, nth, &r0, &r1);
     for (long r = r0; r < r1; r++)
-        kern_rmsnorm(f->mc->w.out + r * e, f->mc->w.x + f->out_rows[r] * e, m->output_norm, e,
+        rms_norm(f->mc, f->mc->w.out + r * e, f->mc->w.x + f->out_rows[r] * e, m->output_norm, e,
                      m->hp.norm_eps);
 }
 

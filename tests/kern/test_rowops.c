@@ -1,8 +1,9 @@
-// Row ops that some levels implement themselves (kern_ops.geglu, .swiglu),
+// Row ops that some levels implement themselves (kern_ops.geglu, .swiglu, .rmsnorm),
 // against the reference row ops at every level the CPU runs, for every length
 // up to 70, NaN and infinities: geglu equal bit for bit (the same table, the
 // same roundings, also at the edges of the table's range, +-10); swiglu within
-// a few ulp (a vector exp within ~1 ulp of expf), and equal at the extremes.
+// a few ulp (a vector exp within ~1 ulp of expf), and equal at the extremes;
+// rmsnorm within an ulp (its double sum in another order), in place too.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,5 +96,41 @@ int main(void) {
                   "level %s swiglu(%g) = %g, reference %g", levels[li].name, edge_gate[i], out[i], ref[i]);
     }
     printf("swiglu: %d levels with their own kernel\n", tested);
+    // rmsnorm: the same float squares summed in double in another order, so the
+    // scale differs from the reference's in its last bit at most; in place too.
+    static float xs[N]; // finite values of mixed sizes
+    for (int i = 0; i < N; i++) xs[i] = (float)((rng_uniform() * 2.0 - 1.0) * (i % 3 == 0 ? 40.0 : 0.7));
+    tested = 0;
+    for (int li = 0; li < n_levels; li++) {
+        if (!levels[li].supported(&f)) continue;
+        const struct kern_ops *ops = levels[li].ops();
+        if (!ops->rmsnorm) continue;
+        tested++;
+        int bad = 0, first = -1;
+        for (int n = 1; n <= 70 + 640; n += n < 70 ? 1 : 128) {
+            const int off = n % 5;
+            for (int pass = 0; pass < 2; pass++) { // with weights, without
+                const float *w = pass == 0 ? up + off : NULL;
+                kern_rmsnorm(ref, xs + off, w, n, 1e-6f);
+                for (int i = 0; i < n + 3; i++) out[i] = 12345.0f;
+                ops->rmsnorm(out, xs + off, w, n, 1e-6f);
+                CHECK(out[n] == 12345.0f && out[n + 2] == 12345.0f, "level %s rmsnorm n=%d wrote past the row",
+                      levels[li].name, n);
+                for (int i = 0; i < n; i++) {
+                    const bool ok = same_float(out[i], ref[i]) || fabsf(out[i] - ref[i]) <= 2.5e-7f * fabsf(ref[i]);
+                    if (!ok && first < 0) first = n;
+                    bad += !ok;
+                }
+            }
+            static float inplace[N];
+            memcpy(inplace, xs + off, sizeof(float) * (size_t)n);
+            kern_rmsnorm(ref, xs + off, up, n, 1e-5f);
+            ops->rmsnorm(inplace, inplace, up, n, 1e-5f);
+            for (int i = 0; i < n; i++) bad += !(same_float(inplace[i], ref[i]) ||
+                                                  fabsf(inplace[i] - ref[i]) <= 2.5e-7f * fabsf(ref[i]));
+        }
+        CHECK(bad == 0, "level %s rmsnorm: %d values off the reference, first at n=%d", levels[li].name, bad, first);
+    }
+    printf("rmsnorm: %d levels with their own kernel\n", tested);
     return CHECK_DONE();
 }
