@@ -1,6 +1,7 @@
 // Attention tiles (kern_attn) at every kernel level this CPU runs, against the
 // plain-C reference kernels, which in turn must equal kern_attn_head bit for bit
-// and stay near exact double-precision attention. Sizes are awkward on purpose:
+// and stay near exact double-precision attention; and each level's tile must give
+// each query the bits it gets alone. Sizes are awkward on purpose:
 // head dims 64/80/128/256 and odd ones (tails of every vector width), 1..1000
 // cells in a scrambled order, grouped-query ratios 1/4/8 with 1..8 tokens per
 // tile (causal and sliding-window ranges, a query that sees nothing), keys and
@@ -182,6 +183,34 @@ static void check_level(const struct kern_level *lv, const struct attn_case *c, 
           lv->name, case_name(c), mx, rms, (long long)bad, bad >= 0 ? a->out[bad] : 0.0, bad >= 0 ? a->ref[bad] : 0.0);
 }
 
+// Tile invariance at a level: each query of the tile computed in a tile of its
+// own (one query: no staging, another blocking) gives the same bits as in the
+// whole tile. A token's attention must not depend on the tokens beside it
+// (batch invariance: the last token of a prompt is computed in a prompt tile,
+// the same token generated alone in a tile of its own).
+static void check_tile_invariance(const struct kern_level *lv, const struct attn_case *c, struct attn_data *a) {
+    const struct kern_attn_tile whole = a->tile;
+    const int64_t n = (int64_t)whole.n_q * c->dv;
+    float *alone = xcalloc((size_t)n, sizeof(float));
+    set_out(a, a->out, c->dv);
+    kern_attn(lv->ops(), &a->tile, a->scratch);
+    for (int r = 0; r < whole.n_q; r++) {
+        struct kern_attn_tile one = whole;
+        one.n_q = 1;
+        one.q[0] = whole.q[r];
+        one.out[0] = alone + (size_t)r * (size_t)c->dv;
+        one.begin[0] = whole.begin[r];
+        one.end[0] = whole.end[r];
+        kern_attn(lv->ops(), &one, a->scratch);
+    }
+    a->tile = whole;
+    int mismatches = 0;
+    for (int64_t i = 0; i < n; i++) mismatches += memcmp(&alone[i], &a->out[i], sizeof(float)) != 0;
+    CHECK(mismatches == 0, "level %s, %s: %d of %lld values differ when each query is alone", lv->name,
+          case_name(c), mismatches, (long long)n);
+    free(alone);
+}
+
 // A level's softmax row against the reference: the exp may differ by an ulp or so,
 // so a probability may land on the neighbouring fp16 value, never further. Scores
 // span wide ranges (exp underflow for far-below-max ones) and lengths cover tails.
@@ -257,7 +286,10 @@ int main(void) {
                     for (int64_t d = 0; d < c.dv * c.group; d++)
                         CHECK(a.ref[d] == 0.0f, "%s: a query that sees no cell gives zeros", case_name(&c));
                 for (int li = 0; li < n_levels; li++)
-                    if (levels[li].supported(&f)) check_level(&levels[li], &c, &a);
+                    if (levels[li].supported(&f)) {
+                        check_level(&levels[li], &c, &a);
+                        if (c.group * c.n_tok > 4) check_tile_invariance(&levels[li], &c, &a);
+                    }
                 free_case(&a);
                 cases++;
             }
