@@ -69,5 +69,5 @@ def test_bad_flags(llmfile, args, expect):
 def test_help(llmfile):
     proc = bench(llmfile, "--help")
     assert proc.returncode == 0
-    for flag in ["-m", "-p", "-n", "-t", "-r", "-b", "-o", "--cpu-level"]:
+    for flag in ["-m", "-p", "-n", "-t", "-r", "-b", "-o", "--cpu-level", "--mmap"]:
         assert f" {flag}" in proc.stdout, flag

@@ -18,7 +18,7 @@ def test_help_lists_every_flag(llmfile):
     assert proc.returncode == 0
     for flag in ["-m", "-p", "-f", "-n", "-c", "-t", "--temp", "--top-k", "--top-p", "--min-p",
                  "--repeat-penalty", "--seed", "--version", "--tokenize", "--detokenize", "--cpu-level",
-                 "--cpu-info"]:
+                 "--cpu-info", "--mmap"]:
         assert f" {flag}" in proc.stdout, flag
 
 

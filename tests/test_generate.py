@@ -66,9 +66,11 @@ def test_most_prompts_match_all_64_tokens(results):
     assert full >= 4, f"only {full} of {len(GOLDEN['cases'])} prompts match llama.cpp for all 64 tokens"
 
 
-def test_cli_greedy_text_matches(llmfile, model):
+@pytest.mark.parametrize("hold", [[], ["--mmap"]], ids=["copied", "mapped"])
+def test_cli_greedy_text_matches(llmfile, model, hold):
+    # The default model is copied onto huge pages; --mmap reads the file's mapping.
     case = next(c for c in GOLDEN["cases"] if c["prompt"].startswith("def fibonacci"))
-    proc = subprocess.run([str(llmfile), "-m", str(model), "-p", case["prompt"], "-n", "64", "--temp", "0"],
+    proc = subprocess.run([str(llmfile), "-m", str(model), "-p", case["prompt"], "-n", "64", "--temp", "0", *hold],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == case["prompt"] + case["text"] + "\n"

@@ -334,7 +334,8 @@ def test_cors_and_origins(server):
 
 def test_api_key_and_help(llmfile):
     out = subprocess.run([str(llmfile), "--server", "--help"], capture_output=True, text=True, timeout=30).stdout
-    for flag in ["--host", "--port", "-np", "-c", "--api-key", "--embedding", "--cors", "--queue", "--timeout"]:
+    for flag in ["--host", "--port", "-np", "-c", "--api-key", "--embedding", "--cors", "--queue", "--timeout",
+                 "--mmap"]:
         assert f" {flag}" in out, flag
     bad = subprocess.run([str(llmfile), "--server", "--port", "99999"], capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "--port expects an integer" in bad.stderr

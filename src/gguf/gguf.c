@@ -662,16 +662,20 @@ int gguf_parse(struct gguf_file *f, const void *buf, size_t size, const char *na
     return 0;
 }
 
-int gguf_open(struct gguf_file *f, const char *path, llm_err *err) {
+int gguf_open_mode(struct gguf_file *f, const char *path, enum mapfile_mode mode, llm_err *err) {
     struct mapfile m;
     memset(f, 0, sizeof *f);
-    if (mapfile_open(&m, path, err)) return -1;
+    if (mapfile_open_mode(&m, path, mode, err)) return -1;
     if (gguf_parse(f, m.data, m.size, path, err)) {
         mapfile_close(&m);
         return -1;
     }
     f->map = m;
     return 0;
+}
+
+int gguf_open(struct gguf_file *f, const char *path, llm_err *err) {
+    return gguf_open_mode(f, path, MAPFILE_MAP, err);
 }
 
 void gguf_close(struct gguf_file *f) {

@@ -301,9 +301,9 @@ static int read_swa_layers(struct model *m, llm_err *err) {
     return 0;
 }
 
-int model_load(struct model *m, const char *path, llm_err *err) {
+int model_load(struct model *m, const char *path, enum mapfile_mode mode, llm_err *err) {
     memset(m, 0, sizeof *m);
-    if (gguf_open(&m->file, path, err)) return -1;
+    if (gguf_open_mode(&m->file, path, mode, err)) return -1;
     if (read_hparams(m, err)) goto fail;
     struct model_hparams *hp = &m->hp;
     const struct gguf_tensor *emb = gguf_find_tensor(&m->file, "token_embd.weight");

@@ -106,7 +106,8 @@ struct model {
     uint64_t n_params;
 };
 
-int  model_load(struct model *m, const char *path, llm_err *err);
+// mode: how the file is held (base/mapfile.h; MAPFILE_AUTO copies small models onto huge pages).
+int  model_load(struct model *m, const char *path, enum mapfile_mode mode, llm_err *err);
 void model_free(struct model *m);
 
 // ---- KV cache ---------------------------------------------------------------

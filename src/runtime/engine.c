@@ -25,7 +25,7 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     if (e->p.n_threads <= 0) e->p.n_threads = cpu_physical_cores();
     if (e->p.n_seq_max <= 0) e->p.n_seq_max = 1;
     if (e->p.n_batch <= 0) e->p.n_batch = 512;
-    if (model_load(&e->model, p->model_path, err)) {
+    if (model_load(&e->model, p->model_path, p->mmap_only ? MAPFILE_MAP : MAPFILE_AUTO, err)) {
         free(e);
         return -1;
     }

@@ -22,6 +22,7 @@ struct engine_params {
     bool allow_unknown_pre; // an unknown BPE pre-tokenizer falls back to the default one
     enum model_pooling pooling; // embeddings: MODEL_POOL_DEFAULT = the model's <arch>.pooling_type, else mean
     bool fit_encoder_ctx; // an encoder's n_ctx beyond its positions is cut to them (else it is an error)
+    bool mmap_only;       // keep the weights in the file's mapping (else small models are copied onto huge pages)
 };
 
 struct engine_batch {

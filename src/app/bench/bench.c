@@ -30,6 +30,7 @@ struct bench_args {
     int reps;
     int n_batch;
     const char *cpu_level;
+    bool mmap_only;          // --mmap
     enum bench_format format;
 };
 
@@ -60,6 +61,8 @@ static void print_usage(FILE *f) {
           "  -b, --batch-size N        tokens per forward pass in prompt processing (default 512)\n"
           "  -o, --output FORMAT       md (default), csv or json\n"
           "  --cpu-level LEVEL         use kernels no newer than LEVEL (see llmfile --cpu-info)\n"
+          "  --mmap                    read the weights from the file's mapping, not from a copy on\n"
+          "                            huge pages (see llmfile --help)\n"
           "  -h, --help                this text\n",
           f);
 }
@@ -105,6 +108,10 @@ static int parse_args(struct bench_args *a, int argc, char **argv, bool *help) {
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             *help = true;
             return 0;
+        }
+        if (!strcmp(f, "--mmap")) {
+            a->mmap_only = true;
+            continue;
         }
         const bool known = !strcmp(f, "-m") || !strcmp(f, "--model") || !strcmp(f, "-p") ||
                            !strcmp(f, "--n-prompt") || !strcmp(f, "-n") || !strcmp(f, "--n-gen") ||
@@ -304,7 +311,7 @@ int bench_main(int argc, char **argv, const char *default_model) {
         for (int ti = 0; ti < a.n_threads; ti++) {
             struct engine_params ep = {.model_path = a.models[mi], .n_threads = a.threads[ti],
                                        .n_ctx = max_tokens, .n_seq_max = 1, .n_batch = a.n_batch,
-                                       .cpu_level = a.cpu_level};
+                                       .cpu_level = a.cpu_level, .mmap_only = a.mmap_only};
             struct engine *e;
             llm_err err;
             if (engine_load(&e, &ep, &err)) {

@@ -31,6 +31,10 @@ int cli_parse_engine_flag(struct cli_engine_flags *ef, int argc, char **argv, in
         ef->allow_unknown_pre = true;
         return 1;
     }
+    if (strcmp(f, "--mmap") == 0) {
+        ef->mmap_only = true;
+        return 1;
+    }
     const bool model = strcmp(f, "-m") == 0 || strcmp(f, "--model") == 0;
     const bool threads = strcmp(f, "-t") == 0 || strcmp(f, "--threads") == 0;
     const bool batch = strcmp(f, "-b") == 0 || strcmp(f, "--batch-size") == 0;
@@ -119,6 +123,9 @@ void cli_print_help(void) {
         "                            x86-64: sse2 ssse3 sse42 avx avx2 avx512 avx512vnni\n"
         "                            arm64: armv8.0 armv8.2 armv8.6\n"
         "  --cpu-info                print the CPU's features and the level chosen, then exit\n"
+        "  --mmap                    read the weights from the file's mapping; without it a model of up\n"
+        "                            to 2 GB (and a quarter of the free memory) is copied onto 2 MB huge\n"
+        "                            pages, which generation reads faster\n"
         "\n"
         "server:\n"
         "  --server                  run the HTTP server (OpenAI and llama.cpp APIs);\n"

@@ -15,13 +15,14 @@ struct cli_engine_flags {
     int32_t n_batch;          // -b; 0: the engine's default
     const char *cpu_level;    // --cpu-level
     bool allow_unknown_pre;   // --allow-unknown-pre
+    bool mmap_only;           // --mmap
 };
 
 enum cli_mode { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_EMBED, MODE_HELP, MODE_VERSION, MODE_CPU_INFO };
 
 struct cli_args {
     enum cli_mode mode;
-    struct cli_engine_flags engine; // -m, -t, -b, --cpu-level, --allow-unknown-pre
+    struct cli_engine_flags engine; // -m, -t, -b, --cpu-level, --allow-unknown-pre, --mmap
     const char *prompt;       // -p
     const char *prompt_file;  // -f
     int32_t n_predict;        // -n; < 0: until end of generation or context

@@ -341,7 +341,8 @@ int main(int argc, char **argv) {
     }
     struct engine_params ep = {.model_path = model, .n_threads = a.engine.n_threads, .n_ctx = a.n_ctx,
                                .n_seq_max = 1, .n_batch = a.engine.n_batch, .cpu_level = a.engine.cpu_level,
-                               .allow_unknown_pre = a.engine.allow_unknown_pre, .pooling = a.pooling};
+                               .allow_unknown_pre = a.engine.allow_unknown_pre, .pooling = a.pooling,
+                               .mmap_only = a.engine.mmap_only};
     const bool vocab_only = a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE;
     const double t0 = now_ms();
     struct engine *e;

@@ -46,6 +46,7 @@ static void print_help(void) {
         "  -b, --batch-size N        tokens per engine step, prompt chunks included (default 512)\n"
         "      --cpu-level LEVEL     use kernels no newer than LEVEL (see llmfile --help)\n"
         "      --allow-unknown-pre   fall back to the default BPE pre-tokenizer for unknown ones\n"
+        "      --mmap                keep the weights in the file's mapping (see llmfile --help)\n"
         "  -v, --verbose             log every request (errors and completions are always logged)\n"
         "  -h, --help                this help\n"
         "\n"
@@ -164,6 +165,7 @@ int server_main(int argc, char **argv) {
     struct engine_params ep = {.model_path = c->engine.model_path, .n_threads = c->engine.n_threads, .n_ctx = c->n_ctx,
                                .n_seq_max = c->n_slots, .n_batch = c->engine.n_batch + c->n_slots,
                                .cpu_level = c->engine.cpu_level, .allow_unknown_pre = c->engine.allow_unknown_pre,
+                               .mmap_only = c->engine.mmap_only,
                                .fit_encoder_ctx = !c->ctx_given};
     const double t0 = server_now_ms();
     if (engine_load(&s->engine, &ep, &err)) return fail(err.msg);
