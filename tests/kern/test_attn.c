@@ -211,6 +211,27 @@ static void check_tile_invariance(const struct kern_level *lv, const struct attn
     free(alone);
 }
 
+// One case: the reference tile against kern_attn_head and exact math, then every
+// level the CPU runs against the reference (and, for tiles of several blocks of
+// queries, against each query alone).
+static void run_case(const struct attn_case *c, const struct cpu_features *f, const struct kern_level *levels,
+                     int n_levels) {
+    struct attn_data a;
+    make_case(c, &a);
+    set_out(&a, a.ref, c->dv);
+    kern_attn(kern_generic_ops(), &a.tile, a.scratch);
+    check_reference(c, &a);
+    if (c->empty_query)
+        for (int64_t d = 0; d < c->dv * c->group; d++)
+            CHECK(a.ref[d] == 0.0f, "%s: a query that sees no cell gives zeros", case_name(c));
+    for (int li = 0; li < n_levels; li++)
+        if (levels[li].supported(f)) {
+            check_level(&levels[li], c, &a);
+            if (c->group * c->n_tok > 4) check_tile_invariance(&levels[li], c, &a);
+        }
+    free_case(&a);
+}
+
 // A level's softmax row against the reference: the exp may differ by an ulp or so,
 // so a probability may land on the neighbouring fp16 value, never further. Scores
 // span wide ranges (exp underflow for far-below-max ones) and lengths cover tails.
@@ -256,7 +277,7 @@ int main(void) {
     const struct kern_level *levels;
     const int n_levels = kern_levels(&levels);
 
-    static const int64_t dims[][2] = {{64, 64}, {80, 80}, {128, 128}, {256, 256}, {36, 36}, {100, 52}, {8, 24}};
+    static const int64_t dims[][2] = {{64, 64}, {80, 80}, {128, 128}, {256, 256}, {36, 36}, {100, 52}, {8, 24}, {3, 2}};
     static const int64_t cell_counts[] = {1, 2, 3, 7, 16, 33, 100, 257, 1000};
     static const int groups[] = {1, 4, 8};
     int cases = 0;
@@ -277,22 +298,15 @@ int main(void) {
                 };
                 if (c.n_tok * c.group > KERN_ATTN_MAX_Q) c.n_tok = KERN_ATTN_MAX_Q / c.group;
                 c.kvh = c.n_kv - 1;
-                struct attn_data a;
-                make_case(&c, &a);
-                set_out(&a, a.ref, c.dv);
-                kern_attn(kern_generic_ops(), &a.tile, a.scratch);
-                check_reference(&c, &a);
-                if (c.empty_query)
-                    for (int64_t d = 0; d < c.dv * c.group; d++)
-                        CHECK(a.ref[d] == 0.0f, "%s: a query that sees no cell gives zeros", case_name(&c));
-                for (int li = 0; li < n_levels; li++)
-                    if (levels[li].supported(&f)) {
-                        check_level(&levels[li], &c, &a);
-                        if (c.group * c.n_tok > 4) check_tile_invariance(&levels[li], &c, &a);
-                    }
-                free_case(&a);
+                run_case(&c, &f, levels, n_levels);
                 cases++;
             }
+    // Tiny heads over a long span: thousands of rows fit a kernel's blocks of rows.
+    for (int group = 1; group <= 4; group += 3) {
+        const struct attn_case c = {.dk = 3, .dv = 2, .n_cells = 3000, .group = group, .n_tok = 32 / group, .n_kv = 1};
+        run_case(&c, &f, levels, n_levels);
+        cases++;
+    }
     for (int li = 0; li < n_levels; li++)
         if (levels[li].supported(&f)) check_softmax(&levels[li]);
     char tested[256] = "";
