@@ -1,4 +1,5 @@
 #include "base/mapfile.h"
+#include "base/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,8 +76,8 @@ static int copy_in(int fd, size_t size, const char *path, struct mapfile *m, llm
     if (p > raw) munmap(raw, (size_t)(p - raw)); // the unaligned head and tail go back
     if (raw + len + HUGE_PAGE > p + len) munmap(p + len, (size_t)(raw + len + HUGE_PAGE - (p + len)));
     (void)madvise(p, len, MADV_HUGEPAGE); // a hint: refused, the copy is on 4 KB pages
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int n = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+    const int cores = cpu_physical_cores();
+    int n = cores > 4 ? 4 : cores;
     if ((size_t)n > len / HUGE_PAGE) n = (int)(len / HUGE_PAGE);
     struct copy_part parts[4];
     for (int i = 0; i < n; i++) { // whole huge pages per part
