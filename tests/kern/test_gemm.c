@@ -252,6 +252,9 @@ static void test_level(const struct kern_ops *o, struct pool **pools, int n_pool
         }
         // larger: several panels and column tiles per thread, k past one float step
         check_matmul(o, pools[n_pools - 1], type, 70, (is_f ? 257 : 2) * tr->block_elems, 40, 0, 0);
+        // rows longer than a GEMV's slice of prepared activations (4096 values), with a tail
+        for (int64_t n = 1; n <= 3; n++)
+            check_matmul(o, pools[1], type, 9, is_f ? 4099 : is_k ? 17 * 256 : 134 * 32, n, (int)(n == 2), 0);
         check_batch_invariance(o, pools, n_pools, type);
     }
     check_shared(o, pools, n_pools);
