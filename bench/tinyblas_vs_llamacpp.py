@@ -9,9 +9,10 @@ thread count, alternately, round by round:
          with the machine's limits probed right before and after each pair.
 Then prints medians, llmfile/llama.cpp ratios and each result as a fraction of its
 physical limit:
-  generation: tok/s x bytes of weights read per token / bandwidth (probed in the same minute)
-  prompt:     FLOP/s / peak (fp32 FMA peak for float weights, int8 dot peak for quantized),
-              the best probed in the same minutes.
+  generation: tok/s x bytes of weights read per token / bandwidth
+  prompt:     FLOP/s / peak (fp32 FMA peak for float weights, int8 dot peak for quantized)
+each run against the better of the two probes that bracket it (the machine's
+limits swing about 2x on a shared host), the median over rounds.
 
   python3 bench/tinyblas_vs_llamacpp.py [-t 2] [-r 3] [--models default,F16,Q8_0,Q4_0,Q4_K_M]
         [-p 512] [-n 128] [--json FILE]
@@ -158,16 +159,13 @@ def main():
         print(f"limits, {t} threads: {peaks}", file=sys.stderr)
         for name, path in models.items():
             facts = model_facts(path)
-            runs = {"pp_ours": [], "pp_peer": [], "tg_ours": [], "tg_peer": [], "bw": []}
-            # The peaks, like the bandwidth, are the best the machine gave in this minute:
-            # on a shared host a single probe can catch a busy moment.
-            fp32, int8 = [peaks["fp32_gflops"]], [peaks["int8_gops"]]
-
-            def probe_round():
-                p = probe(t)
-                runs["bw"].append(p["bandwidth_gbs"])
-                fp32.append(p["fp32_gflops"])
-                int8.append(p["int8_gops"])
+            runs = {"pp_ours": [], "pp_peer": [], "tg_ours": [], "tg_peer": []}
+            # Probes before the prompt runs, between them and the generation runs, and after.
+            probes = [peaks]
+            fracs = {f"{test}_frac_{who}": [] for test in ("pp", "tg") for who in ("ours", "peer")}
+            limits = {"pp": [], "tg": []}
+            is_float = facts["type"] in FLOAT_TYPES
+            flop = prompt_flops_per_token(facts, a.p)
             for r in range(a.rounds):
                 first_ours = r % 2 == 0
                 for ours in (first_ours, not first_ours):
@@ -175,26 +173,29 @@ def main():
                         runs["pp_ours"].append(llmfile_bench(path, t, a.p, 0))
                     else:
                         runs["pp_peer"].append(llamacpp_bench(path, t, a.p, 0))
-                probe_round()
+                probes.append(probe(t))
                 for ours in (first_ours, not first_ours):
                     if ours:
                         runs["tg_ours"].append(llmfile_bench(path, t, 0, a.n))
                     else:
                         runs["tg_peer"].append(llamacpp_bench(path, t, 0, a.n))
-                probe_round()
-                print(f"{name} t={t} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()),
-                      file=sys.stderr)
+                probes.append(probe(t))
+                key = "fp32_gflops" if is_float else "int8_gops"
+                peak = max(probes[-3][key], probes[-2][key])
+                bw = max(probes[-2]["bandwidth_gbs"], probes[-1]["bandwidth_gbs"])
+                limits["pp"].append(peak)
+                limits["tg"].append(bw)
+                for who in ("ours", "peer"):
+                    fracs[f"pp_frac_{who}"].append(runs[f"pp_{who}"][-1] * flop / (peak * 1e9))
+                    fracs[f"tg_frac_{who}"].append(runs[f"tg_{who}"][-1] * facts["read_bytes"] / (bw * 1e9))
+                print(f"{name} t={t} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()) +
+                      f", peak {peak:.0f} G/s, bw {bw:.1f} GB/s", file=sys.stderr)
             med = {k: statistics.median(v) for k, v in runs.items()}
-            bw = max(runs["bw"])  # the best the memory gave in this minute
-            flop = prompt_flops_per_token(facts, a.p)
-            peak = max(fp32) if facts["type"] in FLOAT_TYPES else max(int8)
             results.append({"model": name, "file": str(path), "type": facts["type"], "threads": t, **med,
-                            "bw_gbs": bw, "peak_gops": peak, "read_bytes": facts["read_bytes"],
-                            "flop_per_token": flop,
-                            "pp_frac_ours": med["pp_ours"] * flop / (peak * 1e9),
-                            "pp_frac_peer": med["pp_peer"] * flop / (peak * 1e9),
-                            "tg_frac_ours": med["tg_ours"] * facts["read_bytes"] / (bw * 1e9),
-                            "tg_frac_peer": med["tg_peer"] * facts["read_bytes"] / (bw * 1e9)})
+                            "bw_gbs": statistics.median(limits["tg"]), "peak_gops": statistics.median(limits["pp"]),
+                            "read_bytes": facts["read_bytes"], "flop_per_token": flop,
+                            **{k: statistics.median(v) for k, v in fracs.items()},
+                            "probes": probes[1:]})
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                platform.processor())
     print(f"\n{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} CPUs; median of {a.rounds} alternating rounds\n")
