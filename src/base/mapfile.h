@@ -3,7 +3,8 @@
 // once per token stream faster from huge pages (one TLB entry per 2 MB instead
 // of per 4 KB; measured in generation, alternating with --mmap: Gemma 3 270M
 // about +10%, TinyLlama Q8_0 +5..12%, Q4_0 +3..7%), at the price of the copy
-// (0.1 s for the 250 MB default model, 0.2 s per GB on 2 threads) and of the
+// (0.1 s for the 250 MB default model; on the CI's VM a 2.2 GB file took 3.8 s,
+// nearly all of it the kernel backing and zeroing fresh pages) and of the
 // memory it takes beside the page cache. Pointers into the data stay valid
 // until mapfile_close.
 #ifndef LLMFILE_BASE_MAPFILE_H
@@ -36,8 +37,8 @@ int mapfile_open(struct mapfile *m, const char *path, llm_err *err);
 int mapfile_open_mode(struct mapfile *m, const char *path, enum mapfile_mode mode, llm_err *err);
 
 // MAPFILE_AUTO's rule: copy a file of `size` bytes when the system has
-// transparent huge pages, the file is at most 2 GB (a copy that takes well
-// under a second) and a quarter of the memory available (the page cache keeps
+// transparent huge pages, the file is at most 2 GB (a copy that takes under a
+// second or so; see above for larger ones) and a quarter of the memory available (the page cache keeps
 // its own copy of the file, and the model needs room for its context).
 bool mapfile_copy_pays(uint64_t size, uint64_t mem_available, bool huge_pages);
 
