@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
                         for (int64_t i = 0; i < k; i++) row[i] = frand() * 0.05f;
                         quant_get(type)->from_f32(row, w + (size_t)r * rb, k);
                     }
-                mats[l * N_SHAPES + s] = (struct kern_mat){w, type, m, k, rb};
+                mats[l * N_SHAPES + s] = (struct kern_mat){w, type, m, k, rb, false};
             }
             free(row);
             ops += 2.0 * (double)m * (double)k * (double)n;

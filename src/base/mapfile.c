@@ -108,6 +108,13 @@ static int copy_in(int fd, size_t size, const char *path, struct mapfile *m, llm
     return 0;
 }
 
+int mapfile_set_writable(struct mapfile *m, bool writable, llm_err *err) {
+    if (!m->copied) return err_set(err, "the file's mapping cannot be written, only a copy can");
+    if (mprotect((void *)m->data, m->mem_bytes, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0)
+        return err_set(err, "cannot change the copy's protection: %s", strerror(errno));
+    return 0;
+}
+
 int mapfile_open_mode(struct mapfile *m, const char *path, enum mapfile_mode mode, llm_err *err) {
     *m = (struct mapfile){0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);

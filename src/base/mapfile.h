@@ -42,6 +42,10 @@ int mapfile_open_mode(struct mapfile *m, const char *path, enum mapfile_mode mod
 // its own copy of the file, and the model needs room for its context).
 bool mapfile_copy_pays(uint64_t size, uint64_t mem_available, bool huge_pages);
 
+// A copy (m->copied) made writable or read-only again, for rearranging the
+// data in place (the weights' interleaved layouts). Returns 0, or -1 with err.
+int mapfile_set_writable(struct mapfile *m, bool writable, llm_err *err);
+
 // Unmaps (safe on a zeroed or already-closed struct) and zeroes *m.
 void mapfile_close(struct mapfile *m);
 

@@ -16,12 +16,34 @@
 
 // A 2-D weight matrix borrowed from the model mapping: rows of `cols` values.
 struct kern_mat {
-    const void *data; // [rows][row_bytes]
+    const void *data; // [rows][row_bytes], or [rows / KERN_ILV_ROWS] interleaved groups (below)
     int type;         // enum quant_type
     int64_t rows;     // output features
     int64_t cols;     // input features (row length)
     size_t row_bytes;
+    bool interleaved; // rows interleaved in groups by kern_interleave
 };
+
+// ---- Interleaved rows (a layout repacked at load, where a level has kernels for it) ----
+// Generation reads every weight once per token; with rows side by side a
+// 4-row GEMV step reads four streams and spends much of its work gathering
+// and spreading each row's blocks. Interleaved, a group of KERN_ILV_ROWS
+// rows is one stream in which block b of all the group's rows lies together:
+//   [16 fp16 scales d, row r's at 2r][parts x 64 bytes: byte 4r + i of part p
+//                                     = byte 4p + i of row r's block quants]
+// so one 64-byte vector holds four quants of each of the 16 rows, which is the
+// GEMV's dot-product lanes and the GEMM's packed panel layout as they are. Same
+// bytes as the rows (a group takes 16 x row_bytes), no memory beyond them.
+// Types: Q4_0 (4 parts, nibbles as they lie), Q8_0 (8 parts).
+#define KERN_ILV_ROWS 16
+
+struct kern_ops; // below
+
+// Whether level o has kernels for w interleaved (type, shape) and w is not yet.
+bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w);
+// Rearranges w's rows in place (data must be writable) and marks w
+// interleaved; kern_can_interleave must hold. Scratch: one group (16 rows).
+int kern_interleave(struct kern_mat *w, void *data, llm_err *err);
 
 // ---- Matrix kernels (GEMM / GEMV), used by kern_matmul ---------------------------
 //
@@ -51,6 +73,8 @@ struct kern_gemm {
     // block of the chunk, blocks rn * act_block apart.
     void (*tile)(const void *panel, int nr, int64_t kc, const void *act, int nc, float *y,
                  int64_t y_stride, int accumulate);
+    // pack from an interleaved group (w at its start, nr = rm = KERN_ILV_ROWS); NULL: none
+    void (*pack_ilv)(const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc, void *panel);
 };
 
 // GEMV (generation): y[r] = w[r] . act for the nr consecutive weight rows at w
@@ -73,6 +97,8 @@ struct kern_ops {
     const struct kern_gemm *gemm[QUANT_TYPE_COUNT]; // by weight type
     kern_gemv_fn gemv[QUANT_TYPE_COUNT];            // by weight type
     kern_gemv2_fn gemv2[QUANT_TYPE_COUNT];          // by weight type; NULL: gemv per column
+    // GEMV over interleaved groups (w at a group's start, nr a multiple of KERN_ILV_ROWS); NULL: none
+    kern_gemv_fn gemv_ilv[QUANT_TYPE_COUNT];        // by weight type
     // -- end of matrix kernels --
 
     // ---- Attention over the fp16 KV cache (kept together; see struct kern_attn_tile) ----

@@ -123,10 +123,11 @@ static bool vec_job_rows(struct vec_job *j, int ith, int nth, int *m, int64_t *r
 // Rows [r0, r1) of w through the level's GEMV, for every activation row.
 static void gemv_rows(const struct vec_job *j, const struct kern_mat *w, int64_t r0, int64_t r1, float *y,
                       int64_t ys) {
-    kern_gemv_fn gemv = j->ops->gemv[w->type];
-    if (j->n == 1) { // one call: the kernel streams the rows and prefetches ahead
-        gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0), j->act,
-             y + r0);
+    kern_gemv_fn gemv = w->interleaved ? j->ops->gemv_ilv[w->type] : j->ops->gemv[w->type];
+    if (j->n == 1 || w->interleaved) { // interleaved: a group is one stream; every column passes it // one call: the kernel streams the rows and prefetches ahead
+        for (int64_t c = 0; c < j->n; c++)
+            gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
+                 (const char *)j->act + (size_t)c * j->act_row_bytes, y + c * ys + r0);
         return;
     }
     kern_gemv2_fn gemv2 = j->ops->gemv2[w->type];
@@ -161,7 +162,8 @@ static void vec_job_run(void *ctx, int ith, int nth) {
     int m;
     int64_t r0, r1;
     while (vec_job_rows(j, ith, nth, &m, &r0, &r1))
-        (j->ops->gemv[j->w[m]->type] ? gemv_rows : dot_rows)(j, j->w[m], r0, r1, j->y[m], j->y_stride[m]);
+        (j->ops->gemv[j->w[m]->type] || j->w[m]->interleaved ? gemv_rows : dot_rows)(j, j->w[m], r0, r1, j->y[m],
+                                                                                       j->y_stride[m]);
 }
 
 // GEMV of n activation rows x (the same for every matrix, whose activation
@@ -261,7 +263,7 @@ static void gemm_job(void *ctx, int ith, int nth) {
         for (int64_t b = 0; b < j->blocks; b += j->kb) {
             const int64_t k0 = b * g->k_align;
             const int64_t kc = w->cols - k0 < chunk_values ? w->cols - k0 : chunk_values;
-            g->pack(wr, w->row_bytes, nr, k0, kc, panel);
+            (w->interleaved ? g->pack_ilv : g->pack)(wr, w->row_bytes, nr, k0, kc, panel);
             for (int64_t t = 0; t < j->n_tiles; t++) {
                 const int64_t c = t * g->rn;
                 const int nc = (int)(j->n - c < g->rn ? j->n - c : g->rn);
@@ -313,12 +315,16 @@ static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const str
 // offsets of a panel's rows).
 static const struct kern_gemm *gemm_for(const struct kern_ctx *kc, const struct kern_mat *w) {
     const struct kern_gemm *g = kc->ops->gemm[w->type];
+    if (g && w->interleaved) return g->pack_ilv && g->rm == KERN_ILV_ROWS ? g : NULL;
     return g && (uint64_t)w->row_bytes * (uint64_t)g->rm < (1ull << 31) ? g : NULL;
 }
 
 static int check_type(const struct kern_ctx *kc, const struct kern_mat *w, llm_err *err) {
     if (!quant_get(w->type) || !kc->ops->dot[w->type])
         return err_set(err, "matmul: weight type %d has no kernel", w->type);
+    if (w->interleaved && (!kc->ops->gemv_ilv[w->type] || w->rows % KERN_ILV_ROWS))
+        return err_set(err, "matmul: %s weights interleaved for another CPU level than %s", quant_get(w->type)->name,
+                       kc->ops->level);
     return 0;
 }
 

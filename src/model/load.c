@@ -168,7 +168,7 @@ static int bind_mat(struct model *m, const char *name, int64_t cols, int64_t row
         return err_set(err, "tensor '%s' has weight type %s, which llmfile does not support yet", name,
                        tn ? tn : "unknown");
     }
-    *out = (struct kern_mat){t->data, t->type, rows, cols, quant_row_bytes(t->type, cols)};
+    *out = (struct kern_mat){t->data, t->type, rows, cols, quant_row_bytes(t->type, cols), false};
     m->n_params += (uint64_t)(rows * cols);
     return 0;
 }
@@ -338,6 +338,42 @@ fail:
     err_prefix(err, "%s", path);
     model_free(m);
     return -1;
+}
+
+// A matrix the forward pass reads only through kern_matmul, which may be
+// interleaved: not the embeddings, whose rows are also looked up one by one.
+static bool matmul_only(const struct model *m, const struct kern_mat *w) {
+    return w->data && w->data != m->tok_embd.data && w->data != m->enc.pos_embd.data &&
+           w->data != m->enc.type_embd.data;
+}
+
+int model_interleave(struct model *m, const struct kern_ops *o, llm_err *err) {
+    if (!m->file.map.copied) return 0; // the file's own pages are read-only
+    int n_done = 0;
+    bool writable = false;
+    for (int64_t il = -1; il < m->hp.n_layer; il++) {
+        struct kern_mat *mats[8] = {&m->output}; // il = -1: the output matrix
+        int n = 1;
+        if (il >= 0) {
+            struct model_layer *l = &m->layers[il];
+            struct kern_mat *lm[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->ffn_gate, &l->ffn_up, &l->ffn_down};
+            for (n = 0; n < 7; n++) mats[n] = lm[n];
+            if (m->hp.encoder && m->enc.layers) mats[n++] = &m->enc.layers[il].wqkv;
+        }
+        for (int i = 0; i < n; i++) {
+            struct kern_mat *w = mats[i];
+            if (!matmul_only(m, w) || !kern_can_interleave(o, w)) continue;
+            if (!writable && mapfile_set_writable(&m->file.map, true, err)) return -1;
+            writable = true;
+            if (kern_interleave(w, (void *)w->data, err)) {
+                mapfile_set_writable(&m->file.map, false, NULL);
+                return -1;
+            }
+            n_done++;
+        }
+    }
+    if (writable && mapfile_set_writable(&m->file.map, false, err)) return -1;
+    return n_done;
 }
 
 void model_free(struct model *m) {

@@ -58,6 +58,7 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     const struct kern_level *level;
     const char *cap = e->p.cpu_level ? e->p.cpu_level : getenv("LLMFILE_CPU_LEVEL");
     if (kern_select(&cpu, cap, &level, err)) goto fail;
+    if (model_interleave(&e->model, level->ops(), err) < 0) goto fail;
     if (pool_create(&e->pool, e->p.n_threads, err)) goto fail;
     if (model_ctx_init(&e->mc, &e->model, level->ops(), e->pool, e->p.n_ctx, e->p.n_seq_max, err))
         goto fail;

@@ -58,8 +58,8 @@ static int failures_shown;
 
 // One matmul at level o with nt threads and k chunk kc (0 = automatic),
 // against the reference, for n = 1..n_max.
-static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, int64_t m, int64_t k,
-                         int64_t n, int random_bytes, int64_t kchunk) {
+static void check_matmul_ilv(const struct kern_ops *o, struct pool *pool, int type, int64_t m, int64_t k,
+                             int64_t n, int random_bytes, int64_t kchunk, bool interleave) {
     const struct kern_ops *g = kern_generic_ops();
     const struct quant_traits *tr = quant_get(type), *ta = quant_get(tr->vec_dot_type);
     const size_t rb = quant_row_bytes(type, k), ab = quant_row_bytes(tr->vec_dot_type, k);
@@ -84,11 +84,20 @@ static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, 
     llm_err err = {0};
     kern_ctx_init(&kc, o, pool, &err);
     kc.gemm_kc = kchunk;
-    const struct kern_mat mat = {w, type, m, k, rb};
+    struct kern_mat mat = {w, type, m, k, rb, false};
+    uint8_t *wi = NULL; // the rows interleaved (the reference reads w as it was)
+    if (interleave) {
+        CHECK(kern_can_interleave(o, &mat), "%s %s m=%lld: cannot interleave", o->level, tr->name, (long long)m);
+        wi = xmalloc(rb * (size_t)m);
+        memcpy(wi, w, rb * (size_t)m);
+        CHECK(kern_interleave(&mat, wi, &err) == 0 && mat.interleaved && mat.data == wi, "%s", err.msg);
+        CHECK(!kern_can_interleave(o, &mat), "%s %s: interleavable twice", o->level, tr->name);
+    }
     const int rc = kern_matmul(&kc, &mat, x, n, y, ys, &err);
     CHECK(rc == 0, "%s: matmul %s failed: %s", o->level, tr->name, err.msg);
     const struct kern_gemm *gm = o->gemm[type];
-    const char *path = gm && n >= gm->min_n ? "gemm" : o->gemv[type] ? "gemv" : "dot";
+    const char *path = gm && n >= gm->min_n ? (interleave ? "gemm interleaved" : "gemm")
+                     : interleave ? "gemv interleaved" : o->gemv[type] ? "gemv" : "dot";
     float *wfs = xmalloc(sizeof(float) * (size_t)(m * k)), *wmax = xmalloc(sizeof(float) * (size_t)(m * k));
     for (int64_t r = 0; r < m; r++) {
         float *wf = wfs + r * k;
@@ -127,6 +136,7 @@ static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, 
     free(wfs);
     free(wmax);
     kern_ctx_free(&kc);
+    free(wi);
     free(w);
     free(a);
     free(x);
@@ -134,12 +144,18 @@ static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, 
     free(y);
 }
 
+static void check_matmul(const struct kern_ops *o, struct pool *pool, int type, int64_t m, int64_t k,
+                         int64_t n, int random_bytes, int64_t kchunk) {
+    check_matmul_ilv(o, pool, type, m, k, n, random_bytes, kchunk, false);
+}
+
 // Batch invariance (kern_matmul_rows): every output row must be bit-identical
 // whether its activation row is computed in a batch of 13 (6 prompt rows, 7
 // generation rows) or alone, with any thread count.
-static void check_batch_invariance(const struct kern_ops *o, struct pool **pools, int n_pools, int type) {
+static void check_batch_invariance(const struct kern_ops *o, struct pool **pools, int n_pools, int type,
+                                   bool interleave) {
     const struct quant_traits *tr = quant_get(type);
-    const int64_t m = 37, k = (tr->block_elems == 1 ? 100 : 11) * tr->block_elems, n = 13, n_prompt = 6;
+    const int64_t m = interleave ? 3 * KERN_ILV_ROWS : 37, k = (tr->block_elems == 1 ? 100 : 11) * tr->block_elems, n = 13, n_prompt = 6;
     const size_t rb = quant_row_bytes(type, k);
     uint8_t *w = xmalloc(rb * (size_t)m);
     float *x = xmalloc(sizeof(float) * (size_t)(n * k)), *y = xmalloc(sizeof(float) * (size_t)(n * m));
@@ -150,9 +166,10 @@ static void check_batch_invariance(const struct kern_ops *o, struct pool **pools
         kern_generic_ops()->quantize[type](row, w + (size_t)r * rb, k);
     }
     fill_random(x, n * k);
-    const struct kern_mat mat = {w, type, m, k, rb};
+    struct kern_mat mat = {w, type, m, k, rb, false};
     struct kern_ctx kc;
     llm_err err = {0};
+    if (interleave) CHECK(kern_interleave(&mat, w, &err) == 0, "%s", err.msg);
     kern_ctx_init(&kc, o, pools[1 % n_pools], &err);
     CHECK(kern_matmul_rows(&kc, &mat, x, n, n_prompt, y, m, &err) == 0, "%s", err.msg);
     kern_ctx_free(&kc);
@@ -161,8 +178,9 @@ static void check_batch_invariance(const struct kern_ops *o, struct pool **pools
         for (int64_t c = 0; c < n; c++) {
             CHECK(kern_matmul_rows(&kc, &mat, x + c * k, 1, c < n_prompt, y1, m, &err) == 0, "%s", err.msg);
             CHECK(memcmp(y1, y + c * m, sizeof(float) * (size_t)m) == 0,
-                  "%s %s: %s row %lld alone (%d threads) differs from the batch", o->level, tr->name,
-                  c < n_prompt ? "prompt" : "generation", (long long)c, pool_size(pools[p]));
+                  "%s %s%s: %s row %lld alone (%d threads) differs from the batch", o->level, tr->name,
+                  interleave ? " interleaved" : "", c < n_prompt ? "prompt" : "generation", (long long)c,
+                  pool_size(pools[p]));
         }
         kern_ctx_free(&kc);
     }
@@ -193,7 +211,7 @@ static void check_shared(const struct kern_ops *o, struct pool **pools, int n_po
                 fill_random(row, k);
                 kern_generic_ops()->quantize[type](row, w + (size_t)r * rb, k);
             }
-            mats[m] = (struct kern_mat){w, type, rows[m], k, rb};
+            mats[m] = (struct kern_mat){w, type, rows[m], k, rb, false};
             wp[m] = &mats[m];
             ys[m] = rows[m] + 3; // a row stride other than the width
             y[m] = malloc(sizeof(float) * (size_t)(4 * ys[m]));
@@ -222,6 +240,44 @@ static void check_shared(const struct kern_ops *o, struct pool **pools, int n_po
         }
         for (int m = 0; m < 3; m++) free((void *)mats[m].data), free(y[m]), free(y1[m]);
         free(x), free(row);
+    }
+}
+
+// Interleaved rows (kern_interleave) where the level has kernels for them:
+// one to five groups (one and two GEMV chunks of 64 rows), every n of the
+// level (GEMV and GEMM), k of one block to past a GEMV slice, k chunks of one
+// block; batch invariance; what may not be interleaved; and a level without
+// the kernels refusing interleaved weights.
+static void check_interleaved(const struct kern_ops *o, struct pool **pools, int n_pools, int64_t n_count) {
+    static const int64_t shapes[][2] = {{16, 1}, {48, 3}, {80, 9}, {32, 134}}; // m, k in blocks
+    for (int type = 0; type < QUANT_TYPE_COUNT; type++) {
+        if (!o->gemv_ilv[type]) continue;
+        const struct quant_traits *tr = quant_get(type);
+        for (int si = 0; si < 4; si++) {
+            const int64_t m = shapes[si][0], k = shapes[si][1] * tr->block_elems;
+            for (int64_t n = 1; n <= (si == 3 ? 3 : n_count); n++)
+                check_matmul_ilv(o, pools[(si + n) % n_pools], type, m, k, n, (int)(n % 3 == 0),
+                                 n % 2 ? 0 : tr->block_elems, true);
+        }
+        check_batch_invariance(o, pools, n_pools, type, true);
+        const size_t rb = quant_row_bytes(type, 64);
+        const struct kern_mat odd = {NULL, type, KERN_ILV_ROWS + 1, 64, rb, false};
+        CHECK(!kern_can_interleave(o, &odd), "%s %s: %d rows interleavable", o->level, tr->name, KERN_ILV_ROWS + 1);
+        const struct kern_mat other = {NULL, QUANT_F32, KERN_ILV_ROWS, 64, 256, false};
+        CHECK(!kern_can_interleave(o, &other), "%s: F32 interleavable", o->level);
+        // the reference level has no interleaved kernels: it must refuse, not misread
+        uint8_t *w = xmalloc(rb * KERN_ILV_ROWS);
+        random_blocks(type, w, rb * KERN_ILV_ROWS);
+        struct kern_mat mat = {w, type, KERN_ILV_ROWS, 64, rb, false};
+        llm_err err = {0};
+        CHECK(kern_interleave(&mat, w, &err) == 0, "%s", err.msg);
+        struct kern_ctx kc;
+        kern_ctx_init(&kc, kern_generic_ops(), pools[0], &err);
+        float x[64] = {1.0f}, y[KERN_ILV_ROWS];
+        CHECK(kern_matmul(&kc, &mat, x, 1, y, KERN_ILV_ROWS, &err) != 0 && strstr(err.msg, "interleaved"),
+              "generic level took %s weights interleaved for %s", tr->name, o->level);
+        kern_ctx_free(&kc);
+        free(w);
     }
 }
 
@@ -255,9 +311,10 @@ static void test_level(const struct kern_ops *o, struct pool **pools, int n_pool
         // rows longer than a GEMV's slice of prepared activations (4096 values), with a tail
         for (int64_t n = 1; n <= 3; n++)
             check_matmul(o, pools[1], type, 9, is_f ? 4099 : is_k ? 17 * 256 : 134 * 32, n, (int)(n == 2), 0);
-        check_batch_invariance(o, pools, n_pools, type);
+        check_batch_invariance(o, pools, n_pools, type, false);
     }
     check_shared(o, pools, n_pools);
+    check_interleaved(o, pools, n_pools, n_count);
 }
 
 int main(void) {
