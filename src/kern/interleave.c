@@ -45,3 +45,22 @@ int kern_interleave(struct kern_mat *w, void *data, llm_err *err) {
     w->interleaved = true;
     return 0;
 }
+
+void kern_mat_row_f32(const struct kern_mat *w, int64_t r, float *out) {
+    const struct quant_traits *tr = quant_get(w->type);
+    if (!w->interleaved) {
+        tr->to_f32((const uint8_t *)w->data + (size_t)r * w->row_bytes, out, w->cols);
+        return;
+    }
+    // block b of row r back together from its group's block, then as usual
+    const size_t qb = ilv_quant_bytes(w->type), bb = tr->block_bytes, blocks = w->row_bytes / bb;
+    const uint8_t *grp = (const uint8_t *)w->data + (size_t)(r / KERN_ILV_ROWS) * KERN_ILV_ROWS * w->row_bytes;
+    const int ri = (int)(r % KERN_ILV_ROWS);
+    uint8_t blk[2 + QUANT_QK];
+    for (size_t b = 0; b < blocks; b++) {
+        const uint8_t *gb = grp + b * KERN_ILV_ROWS * bb;
+        memcpy(blk, gb + 2 * ri, 2);
+        for (size_t p = 0; p < qb / 4; p++) memcpy(blk + 2 + 4 * p, gb + 2 * KERN_ILV_ROWS + 64 * p + 4 * ri, 4);
+        tr->to_f32(blk, out + b * tr->block_elems, tr->block_elems);
+    }
+}

@@ -44,6 +44,8 @@ bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w);
 // Rearranges w's rows in place (data must be writable) and marks w
 // interleaved; kern_can_interleave must hold. Scratch: one group (16 rows).
 int kern_interleave(struct kern_mat *w, void *data, llm_err *err);
+// Row r of w (either layout) as floats: the embeddings' row lookup.
+void kern_mat_row_f32(const struct kern_mat *w, int64_t r, float *out);
 
 // ---- Matrix kernels (GEMM / GEMV), used by kern_matmul ---------------------------
 //

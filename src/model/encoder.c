@@ -46,14 +46,13 @@ static void embed_job(void *ctx, int ith, int nth) {
     const struct model *m = f->mc->model;
     const struct model_encoder *enc = &m->enc;
     const int64_t e = m->hp.n_embd;
-    const quant_to_f32_fn tok_f32 = quant_get(m->tok_embd.type)->to_f32;
     const quant_to_f32_fn pos_f32 = enc->pos_embd.data ? quant_get(enc->pos_embd.type)->to_f32 : NULL;
     float *row = f->w.tmp + (size_t)ith * (size_t)e; // per-thread scratch: tmp has >= n_threads rows
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
         float *x = f->w.x + i * e;
-        tok_f32((const char *)m->tok_embd.data + (size_t)f->b->token[i] * m->tok_embd.row_bytes, x, e);
+        kern_mat_row_f32(&m->tok_embd, f->b->token[i], x);
         if (enc->type_embd.data) {
             quant_get(enc->type_embd.type)->to_f32(enc->type_embd.data, row, e);
             for (int64_t j = 0; j < e; j++) x[j] += row[j];

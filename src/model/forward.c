@@ -184,13 +184,12 @@ static void embed_job(void *ctx, int ith, int nth) {
     struct fwd *f = ctx;
     const struct model *m = f->mc->model;
     const int64_t e = m->hp.n_embd;
-    const quant_to_f32_fn to_f32 = quant_get(m->tok_embd.type)->to_f32;
     const float scale = sqrtf((float)e);
     long b0, b1;
     pool_split(f->b->n, ith, nth, &b0, &b1);
     for (long i = b0; i < b1; i++) {
         float *x = f->mc->w.x + i * e;
-        to_f32((const char *)m->tok_embd.data + (size_t)f->b->token[i] * m->tok_embd.row_bytes, x, e);
+        kern_mat_row_f32(&m->tok_embd, f->b->token[i], x); // interleaved too, when tied to the output
         if (m->hp.embed_scale)
             for (int64_t j = 0; j < e; j++) x[j] *= scale;
         if (f->next_norm) rms_norm(f->mc, f->mc->w.xn + i * e, x, f->next_norm, e, m->hp.norm_eps);

@@ -340,11 +340,12 @@ fail:
     return -1;
 }
 
-// A matrix the forward pass reads only through kern_matmul, which may be
-// interleaved: not the embeddings, whose rows are also looked up one by one.
+// A matrix the forward pass reads through kern_matmul, and otherwise only
+// through kern_mat_row_f32, which may be interleaved: not the encoders'
+// position and type embeddings.
 static bool matmul_only(const struct model *m, const struct kern_mat *w) {
-    return w->data && w->data != m->tok_embd.data && w->data != m->enc.pos_embd.data &&
-           w->data != m->enc.type_embd.data;
+    return w->data && w->data != m->enc.pos_embd.data && w->data != m->enc.type_embd.data &&
+           (w->data != m->tok_embd.data || w == &m->output);
 }
 
 int model_interleave(struct model *m, const struct kern_ops *o, llm_err *err) {
@@ -352,8 +353,8 @@ int model_interleave(struct model *m, const struct kern_ops *o, llm_err *err) {
     int n_done = 0;
     bool writable = false;
     for (int64_t il = -1; il < m->hp.n_layer; il++) {
-        struct kern_mat *mats[8] = {&m->output}; // il = -1: the output matrix
-        int n = 1;
+        struct kern_mat *mats[8] = {&m->output}; // il = -1: the output matrix (decoders)
+        int n = m->hp.encoder ? 0 : 1;
         if (il >= 0) {
             struct model_layer *l = &m->layers[il];
             struct kern_mat *lm[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->ffn_gate, &l->ffn_up, &l->ffn_down};
@@ -370,6 +371,7 @@ int model_interleave(struct model *m, const struct kern_ops *o, llm_err *err) {
                 return -1;
             }
             n_done++;
+            if (w == &m->output && w->data == m->tok_embd.data) m->tok_embd = *w; // tied: the same rows
         }
     }
     if (writable && mapfile_set_writable(&m->file.map, false, err)) return -1;

@@ -92,6 +92,14 @@ static void check_matmul_ilv(const struct kern_ops *o, struct pool *pool, int ty
         memcpy(wi, w, rb * (size_t)m);
         CHECK(kern_interleave(&mat, wi, &err) == 0 && mat.interleaved && mat.data == wi, "%s", err.msg);
         CHECK(!kern_can_interleave(o, &mat), "%s %s: interleavable twice", o->level, tr->name);
+        float *want = xmalloc(sizeof(float) * (size_t)k), *got = xmalloc(sizeof(float) * (size_t)k);
+        for (int64_t r = 0; r < m; r++) { // the row lookup reads the layout back, bit for bit
+            tr->to_f32(w + (size_t)r * rb, want, k);
+            kern_mat_row_f32(&mat, r, got);
+            CHECK(memcmp(want, got, sizeof(float) * (size_t)k) == 0, "%s %s m=%lld k=%lld: row %lld read back wrong",
+                  o->level, tr->name, (long long)m, (long long)k, (long long)r);
+        }
+        free(want), free(got);
     }
     const int rc = kern_matmul(&kc, &mat, x, n, y, ys, &err);
     CHECK(rc == 0, "%s: matmul %s failed: %s", o->level, tr->name, err.msg);
