@@ -1,22 +1,30 @@
-// Interleaved rows (kern.h): the repacking done once at load. Plain C: it
-// runs once per weight, at memory speed.
+// Interleaved rows (kern.h): the repacking done once at load, and reading a
+// row back. Plain C: it runs once per weight, at memory speed.
 #include <stdlib.h>
 #include <string.h>
 
 #include "kern.h"
 
-// Quant bytes per block of the types with an interleaved layout (each block:
-// an fp16 scale d, then the quants), or 0.
-static size_t ilv_quant_bytes(int type) {
+// The two layouts (kern.h): legacy blocks (an fp16 d, then `quant bytes` of
+// quants) keep the scales apart; K-quant blocks, whose size is a multiple of
+// 4, interleave every dword.
+enum { ILV_NONE, ILV_LEGACY, ILV_DWORDS };
+
+static int ilv_layout(int type, size_t *quant_bytes) {
+    *quant_bytes = 0;
     switch (type) {
-    case QUANT_Q4_0: return QUANT_QK / 2;
-    case QUANT_Q8_0: return QUANT_QK;
-    default: return 0;
+    case QUANT_Q4_0: *quant_bytes = QUANT_QK / 2; return ILV_LEGACY;
+    case QUANT_Q8_0: *quant_bytes = QUANT_QK; return ILV_LEGACY;
+    case QUANT_Q4_K:
+    case QUANT_Q5_K: return ILV_DWORDS;
+    default: return ILV_NONE;
     }
 }
 
 bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w) {
-    if (w->interleaved || w->type < 0 || w->type >= QUANT_TYPE_COUNT || !ilv_quant_bytes(w->type)) return false;
+    size_t qb;
+    if (w->interleaved || w->type < 0 || w->type >= QUANT_TYPE_COUNT || ilv_layout(w->type, &qb) == ILV_NONE)
+        return false;
     if (!o->gemv_ilv[w->type] || w->rows <= 0 || w->rows % KERN_ILV_ROWS) return false;
     if (w->cols <= 0 || w->row_bytes != quant_row_bytes(w->type, w->cols)) return false;
     // the GEMM must read the layout too, with panels of one group
@@ -24,21 +32,34 @@ bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w) {
     return !g || (g->pack_ilv && g->rm == KERN_ILV_ROWS);
 }
 
+// Row ri's block (bb bytes) into, or out of, its group's block gb.
+static void ilv_block(int layout, size_t qb, size_t bb, int ri, uint8_t *gb, uint8_t *blk, bool into_group) {
+    uint8_t *g[64], *b[64]; // matching pieces of 4 bytes (2 for a legacy d)
+    size_t len[64], n = 0;
+    if (layout == ILV_LEGACY) {
+        g[n] = gb + 2 * ri, b[n] = blk, len[n++] = 2;
+        for (size_t p = 0; p < qb / 4; p++)
+            g[n] = gb + 2 * KERN_ILV_ROWS + 64 * p + 4 * ri, b[n] = blk + 2 + 4 * p, len[n++] = 4;
+    } else {
+        for (size_t t = 0; t < bb / 4; t++) g[n] = gb + 64 * t + 4 * ri, b[n] = blk + 4 * t, len[n++] = 4;
+    }
+    for (size_t i = 0; i < n; i++) into_group ? memcpy(g[i], b[i], len[i]) : memcpy(b[i], g[i], len[i]);
+}
+
 int kern_interleave(struct kern_mat *w, void *data, llm_err *err) {
-    const size_t qb = ilv_quant_bytes(w->type), bb = quant_get(w->type)->block_bytes;
+    size_t qb;
+    const int layout = ilv_layout(w->type, &qb);
+    const size_t bb = quant_get(w->type)->block_bytes;
     const size_t group_bytes = KERN_ILV_ROWS * w->row_bytes, blocks = w->row_bytes / bb;
     uint8_t *rows = malloc(group_bytes);
     if (!rows) return err_set(err, "interleave: out of memory for %zu bytes", group_bytes);
     for (int64_t g = 0; g < w->rows / KERN_ILV_ROWS; g++) {
         uint8_t *out = (uint8_t *)data + (size_t)g * group_bytes;
         memcpy(rows, out, group_bytes);
-        for (size_t b = 0; b < blocks; b++, out += KERN_ILV_ROWS * bb) {
-            for (int r = 0; r < KERN_ILV_ROWS; r++) {
-                const uint8_t *blk = rows + (size_t)r * w->row_bytes + b * bb;
-                memcpy(out + 2 * r, blk, 2); // d
-                for (size_t p = 0; p < qb / 4; p++) memcpy(out + 2 * KERN_ILV_ROWS + 64 * p + 4 * r, blk + 2 + 4 * p, 4);
-            }
-        }
+        for (size_t b = 0; b < blocks; b++)
+            for (int r = 0; r < KERN_ILV_ROWS; r++)
+                ilv_block(layout, qb, bb, r, out + b * KERN_ILV_ROWS * bb, rows + (size_t)r * w->row_bytes + b * bb,
+                          true);
     }
     free(rows);
     w->data = data;
@@ -53,14 +74,13 @@ void kern_mat_row_f32(const struct kern_mat *w, int64_t r, float *out) {
         return;
     }
     // block b of row r back together from its group's block, then as usual
-    const size_t qb = ilv_quant_bytes(w->type), bb = tr->block_bytes, blocks = w->row_bytes / bb;
-    const uint8_t *grp = (const uint8_t *)w->data + (size_t)(r / KERN_ILV_ROWS) * KERN_ILV_ROWS * w->row_bytes;
-    const int ri = (int)(r % KERN_ILV_ROWS);
-    uint8_t blk[2 + QUANT_QK];
+    size_t qb;
+    const int layout = ilv_layout(w->type, &qb);
+    const size_t bb = tr->block_bytes, blocks = w->row_bytes / bb;
+    uint8_t *grp = (uint8_t *)w->data + (size_t)(r / KERN_ILV_ROWS) * KERN_ILV_ROWS * w->row_bytes;
+    uint8_t blk[256];
     for (size_t b = 0; b < blocks; b++) {
-        const uint8_t *gb = grp + b * KERN_ILV_ROWS * bb;
-        memcpy(blk, gb + 2 * ri, 2);
-        for (size_t p = 0; p < qb / 4; p++) memcpy(blk + 2 + 4 * p, gb + 2 * KERN_ILV_ROWS + 64 * p + 4 * ri, 4);
+        ilv_block(layout, qb, bb, (int)(r % KERN_ILV_ROWS), grp + b * KERN_ILV_ROWS * bb, blk, false);
         tr->to_f32(blk, out + b * tr->block_elems, tr->block_elems);
     }
 }
