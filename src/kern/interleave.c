@@ -32,18 +32,19 @@ bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w) {
     return !g || (g->pack_ilv && g->rm == KERN_ILV_ROWS);
 }
 
-// Row ri's block (bb bytes) into, or out of, its group's block gb.
+// Row ri's block blk (bb bytes) into, or out of, its group's block gb.
+// Constant-size copies: each is one move (this runs over every weight byte).
 static void ilv_block(int layout, size_t qb, size_t bb, int ri, uint8_t *gb, uint8_t *blk, bool into_group) {
-    uint8_t *g[64], *b[64]; // matching pieces of 4 bytes (2 for a legacy d)
-    size_t len[64], n = 0;
     if (layout == ILV_LEGACY) {
-        g[n] = gb + 2 * ri, b[n] = blk, len[n++] = 2;
-        for (size_t p = 0; p < qb / 4; p++)
-            g[n] = gb + 2 * KERN_ILV_ROWS + 64 * p + 4 * ri, b[n] = blk + 2 + 4 * p, len[n++] = 4;
-    } else {
-        for (size_t t = 0; t < bb / 4; t++) g[n] = gb + 64 * t + 4 * ri, b[n] = blk + 4 * t, len[n++] = 4;
+        if (into_group) memcpy(gb + 2 * ri, blk, 2);
+        else memcpy(blk, gb + 2 * ri, 2);
+        gb += 2 * KERN_ILV_ROWS, blk += 2, bb = qb;
     }
-    for (size_t i = 0; i < n; i++) into_group ? memcpy(g[i], b[i], len[i]) : memcpy(b[i], g[i], len[i]);
+    gb += 4 * ri;
+    for (size_t t = 0; t < bb / 4; t++, gb += 64, blk += 4) {
+        if (into_group) memcpy(gb, blk, 4);
+        else memcpy(blk, gb, 4);
+    }
 }
 
 int kern_interleave(struct kern_mat *w, void *data, llm_err *err) {
