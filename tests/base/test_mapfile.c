@@ -32,13 +32,14 @@ static void on_segv(int sig) {
     siglongjmp(jump, 1);
 }
 
-// A write into the data must fault: the copy is as read-only as the mapping.
+// Whether a write into the data faults (the copy is as read-only as the
+// mapping). The byte written is the one that was there.
 static bool write_faults(const struct mapfile *m) {
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_segv;
     sigaction(SIGSEGV, &sa, &old);
     volatile bool faulted = false;
-    if (sigsetjmp(jump, 1) == 0) *(volatile unsigned char *)m->data = 0;
+    if (sigsetjmp(jump, 1) == 0) *(volatile unsigned char *)m->data = *(const volatile unsigned char *)m->data;
     else faulted = true;
     sigaction(SIGSEGV, &old, NULL);
     return faulted;
@@ -63,6 +64,16 @@ int main(void) {
                           m.mem_bytes < size + two_mb,
                       "copy of %zu bytes at %p, %zu bytes: not whole 2 MB pages", size, m.data, m.mem_bytes);
             CHECK(write_faults(&m), "mode %d size %zu: the data can be written", mode, size);
+            // only a copy can be made writable (to interleave weights), and read-only again
+            if (mode == MAPFILE_COPY) {
+                CHECK(mapfile_set_writable(&m, true, &err) == 0 && !write_faults(&m), "copy %zu: not writable: %s",
+                      size, err.msg);
+                CHECK(mapfile_set_writable(&m, false, &err) == 0 && write_faults(&m), "copy %zu: still writable: %s",
+                      size, err.msg);
+            } else {
+                CHECK(mapfile_set_writable(&m, true, &err) != 0 && strstr(err.msg, "copy"),
+                      "the mapping of %zu bytes made writable: '%s'", size, err.msg);
+            }
             mapfile_close(&m);
             CHECK(m.data == NULL && m.size == 0, "close leaves the struct zeroed");
         }
