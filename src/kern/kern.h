@@ -29,12 +29,14 @@ struct kern_mat {
 // 4-row GEMV step reads four streams and spends much of its work gathering
 // and spreading each row's blocks. Interleaved, a group of KERN_ILV_ROWS
 // rows is one stream in which block b of all the group's rows lies together:
-//   [16 fp16 scales d, row r's at 2r][parts x 64 bytes: byte 4r + i of part p
-//                                     = byte 4p + i of row r's block quants]
+//   legacy types (Q4_0: 4 parts, Q8_0: 8):
+//     [16 fp16 scales d, row r's at 2r][parts x 64 bytes: byte 4r + i of part p
+//                                       = byte 4p + i of row r's block quants]
+//   K-quants (Q4_K, Q5_K; blocks of whole dwords): 64-byte part t holds dword t
+//     of every row's block, row r's at byte 4r
 // so one 64-byte vector holds four quants of each of the 16 rows, which is the
 // GEMV's dot-product lanes and the GEMM's packed panel layout as they are. Same
 // bytes as the rows (a group takes 16 x row_bytes), no memory beyond them.
-// Types: Q4_0 (4 parts, nibbles as they lie), Q8_0 (8 parts).
 #define KERN_ILV_ROWS 16
 
 struct kern_ops; // below

@@ -124,7 +124,9 @@ static bool vec_job_rows(struct vec_job *j, int ith, int nth, int *m, int64_t *r
 static void gemv_rows(const struct vec_job *j, const struct kern_mat *w, int64_t r0, int64_t r1, float *y,
                       int64_t ys) {
     kern_gemv_fn gemv = w->interleaved ? j->ops->gemv_ilv[w->type] : j->ops->gemv[w->type];
-    if (j->n == 1 || w->interleaved) { // interleaved: a group is one stream; every column passes it // one call: the kernel streams the rows and prefetches ahead
+    // one call per column: the kernel streams the rows and prefetches ahead (interleaved
+    // groups are one stream each, so every column passes over the whole chunk; it stays in L2)
+    if (j->n == 1 || w->interleaved) {
         for (int64_t c = 0; c < j->n; c++)
             gemv(w->cols, (const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
                  (const char *)j->act + (size_t)c * j->act_row_bytes, y + c * ys + r0);
