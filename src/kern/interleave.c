@@ -6,15 +6,16 @@
 #include "kern.h"
 
 // The two layouts (kern.h): legacy blocks (an fp16 d, then `quant bytes` of
-// quants) keep the scales apart; K-quant blocks, whose size is a multiple of
+// quants, Q5_0's fifth bits first) keep the scales apart; K-quant blocks, whose size is a multiple of
 // 4, interleave every dword.
 enum { ILV_NONE, ILV_LEGACY, ILV_DWORDS };
 
 static int ilv_layout(int type, size_t *quant_bytes) {
     *quant_bytes = 0;
     switch (type) {
-    case QUANT_Q4_0: *quant_bytes = QUANT_QK / 2; return ILV_LEGACY;
-    case QUANT_Q8_0: *quant_bytes = QUANT_QK; return ILV_LEGACY;
+    case QUANT_Q4_0:
+    case QUANT_Q5_0:
+    case QUANT_Q8_0: *quant_bytes = quant_get(type)->block_bytes - 2; return ILV_LEGACY; // all but d
     case QUANT_Q4_K:
     case QUANT_Q5_K: return ILV_DWORDS;
     default: return ILV_NONE;
