@@ -14,8 +14,11 @@ GOLDEN = json.loads((ROOT / "tests" / "data" / "goldens" / "gemma3-270m-greedy.j
 CHECK = BUILD / "tests" / "runtime" / "check_generate"
 # Below this gap between llama.cpp's two best logits, a different float summation
 # order may legitimately pick the other token (seen: 0.009, 0.035, 0.074 on logits
-# spanning ~30; SIMD kernels of different widths sum in different orders).
-NEAR_TIE = 0.1
+# spanning ~30; SIMD kernels of different widths sum in different orders; 0.112 with
+# the interleaved Q5_0 GEMV, whose logits deviate from a float64 forward pass
+# (tools/gen_logit_goldens.py reference_logits) no more than before: 0.0597 vs 0.0600
+# of the logit range at worst over that prompt).
+NEAR_TIE = 0.12
 
 
 def default_model() -> pathlib.Path:
