@@ -5,17 +5,16 @@
 
 #include "kern.h"
 
-// The two layouts (kern.h): legacy blocks (an fp16 d, then `quant bytes` of
-// quants, Q5_0's fifth bits first) keep the scales apart; K-quant blocks, whose size is a multiple of
-// 4, interleave every dword.
+// The two layouts (kern.h): legacy blocks (an fp16 d, then the quants, Q5_0's
+// fifth bits first) keep the scales apart; K-quant blocks, whose size is a
+// multiple of 4, interleave every dword.
 enum { ILV_NONE, ILV_LEGACY, ILV_DWORDS };
 
-static int ilv_layout(int type, size_t *quant_bytes) {
-    *quant_bytes = 0;
+static int ilv_layout(int type) {
     switch (type) {
     case QUANT_Q4_0:
     case QUANT_Q5_0:
-    case QUANT_Q8_0: *quant_bytes = quant_get(type)->block_bytes - 2; return ILV_LEGACY; // all but d
+    case QUANT_Q8_0: return ILV_LEGACY;
     case QUANT_Q4_K:
     case QUANT_Q5_K: return ILV_DWORDS;
     default: return ILV_NONE;
@@ -23,8 +22,7 @@ static int ilv_layout(int type, size_t *quant_bytes) {
 }
 
 bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w) {
-    size_t qb;
-    if (w->interleaved || w->type < 0 || w->type >= QUANT_TYPE_COUNT || ilv_layout(w->type, &qb) == ILV_NONE)
+    if (w->interleaved || w->type < 0 || w->type >= QUANT_TYPE_COUNT || ilv_layout(w->type) == ILV_NONE)
         return false;
     if (!o->gemv_ilv[w->type] || w->rows <= 0 || w->rows % KERN_ILV_ROWS) return false;
     if (w->cols <= 0 || w->row_bytes != quant_row_bytes(w->type, w->cols)) return false;
@@ -35,11 +33,11 @@ bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w) {
 
 // Row ri's block blk (bb bytes) into, or out of, its group's block gb.
 // Constant-size copies: each is one move (this runs over every weight byte).
-static void ilv_block(int layout, size_t qb, size_t bb, int ri, uint8_t *gb, uint8_t *blk, bool into_group) {
-    if (layout == ILV_LEGACY) {
+static void ilv_block(int layout, size_t bb, int ri, uint8_t *gb, uint8_t *blk, bool into_group) {
+    if (layout == ILV_LEGACY) { // d apart, then the rest in dwords
         if (into_group) memcpy(gb + 2 * ri, blk, 2);
         else memcpy(blk, gb + 2 * ri, 2);
-        gb += 2 * KERN_ILV_ROWS, blk += 2, bb = qb;
+        gb += 2 * KERN_ILV_ROWS, blk += 2, bb -= 2;
     }
     gb += 4 * ri;
     for (size_t t = 0; t < bb / 4; t++, gb += 64, blk += 4) {
@@ -49,8 +47,7 @@ static void ilv_block(int layout, size_t qb, size_t bb, int ri, uint8_t *gb, uin
 }
 
 int kern_interleave(struct kern_mat *w, void *data, llm_err *err) {
-    size_t qb;
-    const int layout = ilv_layout(w->type, &qb);
+    const int layout = ilv_layout(w->type);
     const size_t bb = quant_get(w->type)->block_bytes;
     const size_t group_bytes = KERN_ILV_ROWS * w->row_bytes, blocks = w->row_bytes / bb;
     uint8_t *rows = malloc(group_bytes);
@@ -60,7 +57,7 @@ int kern_interleave(struct kern_mat *w, void *data, llm_err *err) {
         memcpy(rows, out, group_bytes);
         for (size_t b = 0; b < blocks; b++)
             for (int r = 0; r < KERN_ILV_ROWS; r++)
-                ilv_block(layout, qb, bb, r, out + b * KERN_ILV_ROWS * bb, rows + (size_t)r * w->row_bytes + b * bb,
+                ilv_block(layout, bb, r, out + b * KERN_ILV_ROWS * bb, rows + (size_t)r * w->row_bytes + b * bb,
                           true);
     }
     free(rows);
@@ -76,13 +73,12 @@ void kern_mat_row_f32(const struct kern_mat *w, int64_t r, float *out) {
         return;
     }
     // block b of row r back together from its group's block, then as usual
-    size_t qb;
-    const int layout = ilv_layout(w->type, &qb);
+    const int layout = ilv_layout(w->type);
     const size_t bb = tr->block_bytes, blocks = w->row_bytes / bb;
     uint8_t *grp = (uint8_t *)w->data + (size_t)(r / KERN_ILV_ROWS) * KERN_ILV_ROWS * w->row_bytes;
     uint8_t blk[256];
     for (size_t b = 0; b < blocks; b++) {
-        ilv_block(layout, qb, bb, (int)(r % KERN_ILV_ROWS), grp + b * KERN_ILV_ROWS * bb, blk, false);
+        ilv_block(layout, bb, (int)(r % KERN_ILV_ROWS), grp + b * KERN_ILV_ROWS * bb, blk, false);
         tr->to_f32(blk, out + b * tr->block_elems, tr->block_elems);
     }
 }
