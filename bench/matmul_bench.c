@@ -15,10 +15,14 @@
 // -L LAYERS: that many copies of the layer, run in turn, so that the weights
 // come from memory, not the last-level cache (use -L 22 with -n 1: one
 // layer's Q8_0 weights fit in a large L3, and GEMV then measures the cache).
+// -H: weights on 2 MB huge pages (as a model copied at load is); -I: also
+// interleaved in groups of rows where the level has kernels for it (as
+// model_interleave does), implies -H.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "kern/kern.h"
@@ -37,6 +41,16 @@ static float frand(void) {
     return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
+// Weights of `bytes`, on 2 MB huge pages if `huge` (rounded up to whole pages).
+static void *weights_alloc(size_t bytes, bool huge) {
+    if (!huge) return malloc(bytes);
+    const size_t page = (size_t)2 << 20, size = (bytes + page - 1) / page * page;
+    void *p = NULL;
+    if (posix_memalign(&p, page, size)) return NULL;
+    madvise(p, size, MADV_HUGEPAGE);
+    return p;
+}
+
 static const struct { const char *name; int64_t m, k; } SHAPES[] = {
     {"q", 2048, 2048}, {"k", 256, 2048}, {"v", 256, 2048}, {"o", 2048, 2048},
     {"gate", 5632, 2048}, {"up", 5632, 2048}, {"down", 2048, 5632},
@@ -53,6 +67,7 @@ static int type_by_name(const char *s) {
 
 int main(int argc, char **argv) {
     int threads = 2, reps = 3, layers = 1;
+    bool huge = false, interleave = false;
     int64_t n = 512;
     const char *level = NULL;
     const char *types[32];
@@ -63,6 +78,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-l") && i + 1 < argc) level = argv[++i];
         else if (!strcmp(argv[i], "-L") && i + 1 < argc) layers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-H")) huge = true;
+        else if (!strcmp(argv[i], "-I")) huge = interleave = true;
         else if (n_types < 32) types[n_types++] = argv[i];
     }
     if (!n_types) {
@@ -87,8 +104,8 @@ int main(int argc, char **argv) {
     if (getenv("GEMM_KC")) kc.gemm_kc = atoll(getenv("GEMM_KC"));
     float *x = malloc(sizeof(float) * (size_t)(n * 5632)), *y = malloc(sizeof(float) * (size_t)(n * 5632));
     for (int64_t i = 0; i < n * 5632; i++) x[i] = frand();
-    printf("level %s, %d threads, n = %lld, %d layer%s\n", lv->name, threads, (long long)n, layers,
-           layers > 1 ? "s" : "");
+    printf("level %s, %d threads, n = %lld, %d layer%s%s%s\n", lv->name, threads, (long long)n, layers,
+           layers > 1 ? "s" : "", huge ? ", huge pages" : "", interleave ? ", interleaved" : "");
     for (int ti = 0; ti < n_types; ti++) {
         const int type = type_by_name(types[ti]);
         if (type < 0 || !quant_get(type)->vec_dot) {
@@ -102,14 +119,23 @@ int main(int argc, char **argv) {
             const size_t rb = quant_row_bytes(type, k);
             float *row = malloc(sizeof(float) * (size_t)k);
             for (int l = 0; l < layers; l++) {
-                uint8_t *w = malloc(rb * (size_t)m);
-                if (l > 0) memcpy(w, mats[s].data, rb * (size_t)m); // the same values, other memory
-                else
+                uint8_t *w = weights_alloc(rb * (size_t)m, huge);
+                if (l > 0) {
+                    memcpy(w, mats[s].data, rb * (size_t)m); // the same values, other memory
+                    mats[l * N_SHAPES + s] = mats[s];
+                    mats[l * N_SHAPES + s].data = w;
+                    continue;
+                }
                     for (int64_t r = 0; r < m; r++) {
                         for (int64_t i = 0; i < k; i++) row[i] = frand() * 0.05f;
                         quant_get(type)->from_f32(row, w + (size_t)r * rb, k);
                     }
-                mats[l * N_SHAPES + s] = (struct kern_mat){w, type, m, k, rb, false};
+                struct kern_mat *mat = &mats[l * N_SHAPES + s];
+                *mat = (struct kern_mat){w, type, m, k, rb, false};
+                if (interleave && kern_can_interleave(kc.ops, mat) && kern_interleave(mat, w, &err)) {
+                    fprintf(stderr, "%s\n", err.msg);
+                    return 1;
+                }
             }
             free(row);
             ops += 2.0 * (double)m * (double)k * (double)n;

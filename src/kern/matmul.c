@@ -54,6 +54,7 @@ enum {
                           // multiple of 16 (64 bytes of y), so no two threads write one
                           // cache line (shorter chunks measured slower: the GEMV's prefetch
                           // runs ahead)
+    TAKE_BYTES = 256 << 10, // weights a thread takes from its own share at once (vec_job_run)
     GEMV_ROWS = 8,        // rows per GEMV call when n > 1: their weights stay in L1
                           // while every activation row passes
     PANEL_BYTES = 64 << 10, // packed panel bytes per k chunk: L1-near (measured: 24..96 KB within 5%)
@@ -108,18 +109,6 @@ static void quantize_job(void *ctx, int ith, int nth) {
     for (long i = b; i < e; i++) q(j->x + i * k, (char *)j->act + (size_t)i * j->act_row_bytes, k);
 }
 
-// The matrix m and its weight rows [r0, r1) of the next chunk thread ith takes, if any is left.
-static bool vec_job_rows(struct vec_job *j, int ith, int nth, int *m, int64_t *r0, int64_t *r1) {
-    long c;
-    if (!rows_next(j->rows, ith, nth, &c)) return false;
-    *m = 0;
-    while (c >= j->chunk_end[*m]) (*m)++;
-    const int64_t rows = j->w[*m]->rows;
-    *r0 = (int64_t)(c - (*m ? j->chunk_end[*m - 1] : 0)) * CHUNK_ROWS;
-    *r1 = *r0 + CHUNK_ROWS < rows ? *r0 + CHUNK_ROWS : rows;
-    return true;
-}
-
 // Rows [r0, r1) of w through the level's GEMV, for every activation row.
 static void gemv_rows(const struct vec_job *j, const struct kern_mat *w, int64_t r0, int64_t r1, float *y,
                       int64_t ys) {
@@ -161,11 +150,25 @@ static void dot_rows(const struct vec_job *j, const struct kern_mat *w, int64_t 
 
 static void vec_job_run(void *ctx, int ith, int nth) {
     struct vec_job *j = ctx;
-    int m;
-    int64_t r0, r1;
-    while (vec_job_rows(j, ith, nth, &m, &r0, &r1))
-        (j->ops->gemv[j->w[m]->type] || j->w[m]->interleaved ? gemv_rows : dot_rows)(j, j->w[m], r0, r1, j->y[m],
-                                                                                       j->y_stride[m]);
+    // One activation row: a thread takes about TAKE_BYTES of its own chunks at
+    // once, one GEMV call over them (fewer locked updates and fewer passes over
+    // the activations). Several rows: a chunk at a time, which stays in L2 while
+    // every row passes.
+    const long most = j->n == 1 ? 1 + (long)(TAKE_BYTES / (CHUNK_ROWS * j->w[0]->row_bytes)) : 1;
+    long c0, count;
+    while (rows_next(j->rows, ith, nth, most, &c0, &count)) {
+        for (long c = c0; c < c0 + count;) { // the taken chunks, matrix by matrix
+            int m = 0;
+            while (c >= j->chunk_end[m]) m++;
+            const long first = m ? j->chunk_end[m - 1] : 0;
+            const long end = c0 + count < j->chunk_end[m] ? c0 + count : j->chunk_end[m];
+            const struct kern_mat *w = j->w[m];
+            const int64_t r0 = (int64_t)(c - first) * CHUNK_ROWS, r1 = (int64_t)(end - first) * CHUNK_ROWS;
+            (j->ops->gemv[w->type] || w->interleaved ? gemv_rows : dot_rows)(j, w, r0, r1 < w->rows ? r1 : w->rows,
+                                                                             j->y[m], j->y_stride[m]);
+            c = end;
+        }
+    }
 }
 
 // GEMV of n activation rows x (the same for every matrix, whose activation

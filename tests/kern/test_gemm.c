@@ -202,7 +202,7 @@ static void check_shared(const struct kern_ops *o, struct pool **pools, int n_po
     static const int sets[][3] = {{QUANT_Q8_0, QUANT_Q5_0, QUANT_Q4_0}, // all Q8_0 activations
                                   {QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_K}, // all Q8_K
                                   {QUANT_Q8_0, QUANT_Q4_K, QUANT_F16}}; // mixed: one by one
-    static const int64_t rows[3] = {70, 130, 17};
+    static const int64_t rows[3] = {200, 600, 40}; // GEMV chunks taken several at once cross matrices
     const int64_t k = 512;
     for (int si = 0; si < 3; si++) {
         struct kern_mat mats[3];
