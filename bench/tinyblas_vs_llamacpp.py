@@ -6,7 +6,10 @@ models in F16, Q8_0, Q4_0 and Q4_K_M written by bench/make_bench_models.py) and
 thread count, alternately, round by round:
   pp512: `llmfile bench -p 512 -n 0` vs llama.cpp decoding 512 random tokens at once;
   tg128: `llmfile bench -p 0 -n 128` vs llama.cpp decoding 128 tokens one by one,
-         with the machine's limits probed right before and after each pair.
+         with the machine's limits probed right before and after each pair;
+  for the --depth-models (default: the default model), also both after --depth
+  tokens already in the context (default 4096; "pp512 @ d4096"), where attention
+  over the KV cache takes a large share: speeds and ratios only.
 Then prints medians, llmfile/llama.cpp ratios and each result as a fraction of its
 physical limit:
   generation: tok/s x bytes of weights read per token / bandwidth
@@ -15,7 +18,7 @@ each run against the better of the two probes that bracket it (the machine's
 limits swing about 2x on a shared host), the median over rounds.
 
   python3 bench/tinyblas_vs_llamacpp.py [-t 2] [-r 3] [--models default,F16,Q8_0,Q4_0,Q4_K_M]
-        [-p 512] [-n 128] [--json FILE]
+        [-p 512] [-n 128] [--depth 4096] [--depth-models default] [--json FILE]
 llama.cpp comes from the PyPI package llama-cpp-python (built with GGML_NATIVE);
 llmfile from build/llmfile.
 """
@@ -97,31 +100,35 @@ def prompt_flops_per_token(facts, n_prompt):
     return 2 * facts["matmul_params"] + 4 * (n_prompt / 2) * facts["attn_width"] * facts["n_layer"]
 
 
-def llmfile_bench(model, threads, pp, tg):
+def llmfile_bench(model, threads, pp, tg, depth=0):
     cmd = [str(BUILD / "llmfile"), "bench", "-m", str(model), "-t", str(threads), "-p", str(pp), "-n", str(tg),
-           "-r", "1", "-o", "json"]
+           "-d", str(depth), "-r", "1", "-o", "json"]
     rows = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     return rows[0]["avg_ts"]
 
 
-def llamacpp_bench(model, threads, pp, tg):
-    """The same measurement on llama.cpp: a warm-up, then one timed run, random tokens."""
+def llamacpp_bench(model, threads, pp, tg, depth=0):
+    """The same measurement on llama.cpp: a warm-up, then one timed run, random
+    tokens, after `depth` tokens decoded untimed (in batches of max(512, pp))."""
     import llama_cpp as L
     n = max(pp, tg)
-    lc = common.llamacpp_context(str(model), n + 8, max(512, pp), threads)  # llama.cpp's default flash attention
+    n_batch = max(512, pp)
+    lc = common.llamacpp_context(str(model), depth + n + 8, n_batch, threads)  # llama.cpp's default flash attention
     try:
         rng = np.random.default_rng(42)
         n_vocab = lc.n_vocab
-        toks = [int(x) for x in rng.integers(0, n_vocab, size=n)]
+        toks = [int(x) for x in rng.integers(0, n_vocab, size=depth + n)]
         best = None
         for _ in range(2):  # warm-up, then measured
             L.llama_memory_clear(L.llama_get_memory(lc.ctx), True)
+            for p0 in range(0, depth, n_batch):
+                lc.decode(toks[p0:min(depth, p0 + n_batch)], p0, all_logits=False)
             t0 = time.perf_counter()
             if pp:
-                lc.decode(toks[:pp], 0, all_logits=False)
+                lc.decode(toks[depth:depth + pp], depth, all_logits=False)
             else:
                 for i in range(tg):
-                    lc.decode([toks[i]], i, all_logits=False)
+                    lc.decode([toks[depth + i]], depth + i, all_logits=False)
             best = (pp or tg) / (time.perf_counter() - t0)
         return best
     finally:
@@ -149,6 +156,8 @@ def main():
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--models", default="default,F16,Q8_0,Q4_0,Q4_K_M")
+    ap.add_argument("--depth", type=int, default=4096)
+    ap.add_argument("--depth-models", default="default")
     ap.add_argument("--json")
     a = ap.parse_args()
     models = ensure_models(a.models.split(","))
@@ -190,6 +199,20 @@ def main():
                     fracs[f"tg_frac_{who}"].append(runs[f"tg_{who}"][-1] * facts["read_bytes"] / (bw * 1e9))
                 print(f"{name} t={t} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()) +
                       f", peak {peak:.0f} G/s, bw {bw:.1f} GB/s", file=sys.stderr)
+            if a.depth > 0 and name in a.depth_models.split(","):
+                for key in ("ppd_ours", "ppd_peer", "tgd_ours", "tgd_peer"):
+                    runs[key] = []
+                for r in range(a.rounds):
+                    first_ours = r % 2 == 0
+                    for test, pp, tg in (("ppd", a.p, 0), ("tgd", 0, a.n)):
+                        for ours in (first_ours, not first_ours):
+                            if ours:
+                                runs[f"{test}_ours"].append(llmfile_bench(path, t, pp, tg, a.depth))
+                            else:
+                                runs[f"{test}_peer"].append(llamacpp_bench(path, t, pp, tg, a.depth))
+                    print(f"{name} t={t} depth {a.depth} round {r + 1}: " +
+                          ", ".join(f"{k} {runs[k][-1]:.1f}" for k in ("ppd_ours", "ppd_peer", "tgd_ours", "tgd_peer")),
+                          file=sys.stderr)
             med = {k: statistics.median(v) for k, v in runs.items()}
             results.append({"model": name, "file": str(path), "type": facts["type"], "threads": t, **med,
                             "bw_gbs": statistics.median(limits["tg"]), "peak_gops": statistics.median(limits["pp"]),
@@ -209,6 +232,10 @@ def main():
         print(f"| {label} | {x['threads']} | tg{a.n} | {x['tg_ours']:.1f} | {x['tg_peer']:.1f} | "
               f"{x['tg_ours'] / x['tg_peer']:.2f} | {100 * x['tg_frac_ours']:.0f}% of {x['bw_gbs']:.1f} GB/s | "
               f"{100 * x['tg_frac_peer']:.0f}% |")
+        for test, size in (("ppd", a.p), ("tgd", a.n)):
+            if f"{test}_ours" in x:
+                print(f"| {label} | {x['threads']} | {test[:2]}{size} @ d{a.depth} | {x[test + '_ours']:.1f} | "
+                      f"{x[test + '_peer']:.1f} | {x[test + '_ours'] / x[test + '_peer']:.2f} | | |")
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps(results, indent=1))
 

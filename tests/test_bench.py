@@ -51,7 +51,21 @@ def test_markdown_and_csv(llmfile, tiny_models):
     assert [r["test"] for r in rows] == ["tg4"] and float(rows[0]["avg_ts"]) > 0
 
 
+def test_depth(llmfile, tiny_models):
+    proc = bench(llmfile, "-m", tiny_models[0], "-p", "8", "-n", "4", "-d", "0,16", "-r", "1", "-t", "1", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [(r["test"], r["n_tokens"], r["n_depth"]) for r in rows] == [
+        ("pp8", 8, 0), ("tg4", 4, 0), ("pp8 @ d16", 8, 16), ("tg4 @ d16", 4, 16)]
+    assert all(r["avg_ts"] > 0 for r in rows)
+    out = bench(llmfile, "-m", tiny_models[0], "-p", "0", "-n", "2", "-d", "5", "-r", "1", "-t", "1", "-o", "csv")
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert [(r["test"], r["n_depth"]) for r in rows] == [("tg2 @ d5", "5")]
+
+
 @pytest.mark.parametrize("args,expect", [
+    (["-d", "-1"], "-d expects integers in [0, 1048576]"),
     (["-t", "0"], "-t expects integers in [1, 1024]"),
     (["-p", "x"], "-p expects integers"),
     (["-o", "xml"], "-o expects md, csv or json"),
@@ -69,5 +83,5 @@ def test_bad_flags(llmfile, args, expect):
 def test_help(llmfile):
     proc = bench(llmfile, "--help")
     assert proc.returncode == 0
-    for flag in ["-m", "-p", "-n", "-t", "-r", "-b", "-o", "--cpu-level", "--mmap"]:
+    for flag in ["-m", "-p", "-n", "-d", "-t", "-r", "-b", "-o", "--cpu-level", "--mmap"]:
         assert f" {flag}" in proc.stdout, flag

@@ -1,6 +1,8 @@
 // `llmfile bench`: prompt-processing and generation speed, as llama-bench measures
 // them, so numbers compare directly: ppN decodes N random tokens as one prompt
-// (in -b sized batches), tgN decodes N tokens one at a time after an empty cache.
+// (in -b sized batches), tgN decodes N tokens one at a time after an empty cache;
+// with -d D ("ppN @ dD") both run after D tokens already in the cache, decoded
+// before each run and not timed (long contexts, where attention costs most).
 // Each test runs once unmeasured (warm-up), then -r times; t/s is the mean over the
 // repetitions of tokens / seconds, ± the sample standard deviation.
 #include "bench.h"
@@ -25,6 +27,8 @@ struct bench_args {
     int n_prompts;
     int gens[MAX_LIST];      // tg sizes (0 = none)
     int n_gens;
+    int depths[MAX_LIST];    // tokens in the cache before each test
+    int n_depths;
     int threads[MAX_LIST];
     int n_threads;
     int reps;
@@ -42,8 +46,9 @@ struct bench_result {
     double params_b;         // billions of parameters
     const char *level;       // kernel level used
     int threads;
-    char test[16];           // "pp512", "tg128"
+    char test[32];           // "pp512", "tg128", "tg128 @ d4096"
     int n_tokens;
+    int n_depth;
     double mean, sd;         // tokens per second
 };
 
@@ -56,6 +61,7 @@ static void print_usage(FILE *f) {
           "  -m, --model FILE[,FILE]   GGUF model files (repeatable; default: the default model)\n"
           "  -p, --n-prompt N[,N]      prompt sizes in tokens (default 512; 0 = skip)\n"
           "  -n, --n-gen N[,N]         generated tokens (default 128; 0 = skip)\n"
+          "  -d, --n-depth N[,N]       tokens already in the context when each test starts (default 0)\n"
           "  -t, --threads N[,N]       thread counts (default: physical cores)\n"
           "  -r, --repetitions N       measured runs per test (default 5)\n"
           "  -b, --batch-size N        tokens per forward pass in prompt processing (default 512)\n"
@@ -100,6 +106,7 @@ static int parse_args(struct bench_args *a, int argc, char **argv, bool *help) {
     memset(a, 0, sizeof *a);
     a->prompts[0] = 512, a->n_prompts = 1;
     a->gens[0] = 128, a->n_gens = 1;
+    a->depths[0] = 0, a->n_depths = 1;
     a->reps = 5;
     a->n_batch = 512;
     *help = false;
@@ -115,6 +122,7 @@ static int parse_args(struct bench_args *a, int argc, char **argv, bool *help) {
         }
         const bool known = !strcmp(f, "-m") || !strcmp(f, "--model") || !strcmp(f, "-p") ||
                            !strcmp(f, "--n-prompt") || !strcmp(f, "-n") || !strcmp(f, "--n-gen") ||
+                           !strcmp(f, "-d") || !strcmp(f, "--n-depth") ||
                            !strcmp(f, "-t") || !strcmp(f, "--threads") || !strcmp(f, "-r") ||
                            !strcmp(f, "--repetitions") || !strcmp(f, "-o") || !strcmp(f, "--output") ||
                            !strcmp(f, "-b") || !strcmp(f, "--batch-size") || !strcmp(f, "--cpu-level");
@@ -131,6 +139,8 @@ static int parse_args(struct bench_args *a, int argc, char **argv, bool *help) {
             if (parse_int_list(f, v, 0, 1 << 20, a->prompts, &a->n_prompts)) return 1;
         } else if (!strcmp(f, "-n") || !strcmp(f, "--n-gen")) {
             if (parse_int_list(f, v, 0, 1 << 20, a->gens, &a->n_gens)) return 1;
+        } else if (!strcmp(f, "-d") || !strcmp(f, "--n-depth")) {
+            if (parse_int_list(f, v, 0, 1 << 20, a->depths, &a->n_depths)) return 1;
         } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
             if (parse_int_list(f, v, 1, 1024, a->threads, &a->n_threads)) return 1;
         } else if (!strcmp(f, "-r") || !strcmp(f, "--repetitions")) {
@@ -166,21 +176,27 @@ static int32_t bench_token(uint64_t *state, int64_t n_vocab) {
     return (int32_t)((*state >> 33) % (uint64_t)n_vocab);
 }
 
-// Decodes n tokens as one prompt (split into n_batch pieces by the engine), or,
-// for a generation test, one token per decode. Returns seconds, or -1.
-static double run_test(struct engine *e, struct engine_batch *b, int n, bool generation, llm_err *err) {
+// After `depth` tokens decoded untimed, decodes n tokens as one prompt (split
+// into n_batch pieces by the engine), or, for a generation test, one token per
+// decode. Returns seconds, or -1.
+static double run_test(struct engine *e, struct engine_batch *b, int depth, int n, bool generation, llm_err *err) {
     const int64_t n_vocab = engine_hparams(e)->n_vocab;
     uint64_t rng = 42;
     engine_seq_rm(e, -1, 0, -1);
+    if (depth > 0) {
+        engine_batch_clear(b);
+        for (int i = 0; i < depth; i++) engine_batch_add(b, bench_token(&rng, n_vocab), i, 0, i == depth - 1);
+        if (engine_decode(e, b, err)) return -1;
+    }
     const double t0 = now_s();
     if (!generation) {
         engine_batch_clear(b);
-        for (int i = 0; i < n; i++) engine_batch_add(b, bench_token(&rng, n_vocab), i, 0, i == n - 1);
+        for (int i = 0; i < n; i++) engine_batch_add(b, bench_token(&rng, n_vocab), depth + i, 0, i == n - 1);
         if (engine_decode(e, b, err)) return -1;
     } else {
         for (int i = 0; i < n; i++) {
             engine_batch_clear(b);
-            engine_batch_add(b, bench_token(&rng, n_vocab), i, 0, true);
+            engine_batch_add(b, bench_token(&rng, n_vocab), depth + i, 0, true);
             if (engine_decode(e, b, err)) return -1;
         }
     }
@@ -239,7 +255,7 @@ static void print_header(enum bench_format fmt) {
         printf("| model | size | params | cpu level | threads | test | t/s |\n");
         printf("| ----- | ---: | -----: | --------- | ------: | ---: | --: |\n");
     } else if (fmt == FMT_CSV) {
-        printf("model_file,model,size_bytes,n_params,cpu_level,threads,test,n_tokens,avg_ts,stddev_ts\n");
+        printf("model_file,model,size_bytes,n_params,cpu_level,threads,test,n_tokens,n_depth,avg_ts,stddev_ts\n");
     } else {
         printf("[");
     }
@@ -275,17 +291,17 @@ static void print_result(enum bench_format fmt, const struct bench_result *r, bo
         print_csv_string(r->model_path);
         putchar(',');
         print_csv_string(r->desc);
-        printf(",%.0f,%.0f,%s,%d,%s,%d,%.4f,%.4f\n", r->size_gib * 1024.0 * 1024.0 * 1024.0, r->params_b * 1e9,
-               r->level, r->threads, r->test, r->n_tokens, r->mean, r->sd);
+        printf(",%.0f,%.0f,%s,%d,%s,%d,%d,%.4f,%.4f\n", r->size_gib * 1024.0 * 1024.0 * 1024.0, r->params_b * 1e9,
+               r->level, r->threads, r->test, r->n_tokens, r->n_depth, r->mean, r->sd);
     } else {
         printf("%s\n  {\"model_file\": ", first ? "" : ",");
         print_json_string(r->model_path);
         printf(", \"model\": ");
         print_json_string(r->desc);
         printf(", \"size_bytes\": %.0f, \"n_params\": %.0f, \"cpu_level\": \"%s\", \"threads\": %d, "
-               "\"test\": \"%s\", \"n_tokens\": %d, \"avg_ts\": %.4f, \"stddev_ts\": %.4f}",
+               "\"test\": \"%s\", \"n_tokens\": %d, \"n_depth\": %d, \"avg_ts\": %.4f, \"stddev_ts\": %.4f}",
                r->size_gib * 1024.0 * 1024.0 * 1024.0, r->params_b * 1e9, r->level, r->threads, r->test,
-               r->n_tokens, r->mean, r->sd);
+               r->n_tokens, r->n_depth, r->mean, r->sd);
     }
     fflush(stdout);
 }
@@ -303,6 +319,10 @@ int bench_main(int argc, char **argv, const char *default_model) {
     int max_tokens = 1;
     for (int i = 0; i < a.n_prompts; i++) max_tokens = a.prompts[i] > max_tokens ? a.prompts[i] : max_tokens;
     for (int i = 0; i < a.n_gens; i++) max_tokens = a.gens[i] > max_tokens ? a.gens[i] : max_tokens;
+    int max_depth = 0;
+    for (int i = 0; i < a.n_depths; i++) max_depth = a.depths[i] > max_depth ? a.depths[i] : max_depth;
+    if ((long)max_tokens + max_depth > INT_MAX / 2) return bench_fail("depth plus test size is too large", "", "");
+    max_tokens += max_depth;
 
     print_header(a.format);
     bool first = true;
@@ -333,28 +353,32 @@ int bench_main(int argc, char **argv, const char *default_model) {
             struct bench_result r = {.model_path = a.models[mi], .level = engine_cpu_level(e),
                                      .threads = engine_n_threads(e)};
             describe_model(e, &r);
-            for (int kind = 0; kind < 2; kind++) {
-                const bool generation = kind == 1;
-                const int n_sizes = generation ? a.n_gens : a.n_prompts;
-                for (int si = 0; si < n_sizes; si++) {
-                    const int n = generation ? a.gens[si] : a.prompts[si];
-                    if (n == 0) continue;
-                    for (int rep = -1; rep < a.reps; rep++) { // rep -1: warm-up
-                        const double s = run_test(e, &batch, n, generation, &err);
-                        if (s < 0) {
-                            engine_batch_free(&batch);
-                            engine_free(e);
-                            return bench_fail("%s%s", err.msg, "");
+            for (int di = 0; di < a.n_depths; di++)
+                for (int kind = 0; kind < 2; kind++) {
+                    const bool generation = kind == 1;
+                    const int n_sizes = generation ? a.n_gens : a.n_prompts;
+                    const int depth = a.depths[di];
+                    for (int si = 0; si < n_sizes; si++) {
+                        const int n = generation ? a.gens[si] : a.prompts[si];
+                        if (n == 0) continue;
+                        for (int rep = -1; rep < a.reps; rep++) { // rep -1: warm-up
+                            const double s = run_test(e, &batch, depth, n, generation, &err);
+                            if (s < 0) {
+                                engine_batch_free(&batch);
+                                engine_free(e);
+                                return bench_fail("%s%s", err.msg, "");
+                            }
+                            if (rep >= 0) times[rep] = n / s;
                         }
-                        if (rep >= 0) times[rep] = n / s;
+                        if (depth > 0) snprintf(r.test, sizeof r.test, "%s%d @ d%d", generation ? "tg" : "pp", n, depth);
+                        else snprintf(r.test, sizeof r.test, "%s%d", generation ? "tg" : "pp", n);
+                        r.n_tokens = n;
+                        r.n_depth = depth;
+                        stats(times, a.reps, &r.mean, &r.sd);
+                        print_result(a.format, &r, first);
+                        first = false;
                     }
-                    snprintf(r.test, sizeof r.test, "%s%d", generation ? "tg" : "pp", n);
-                    r.n_tokens = n;
-                    stats(times, a.reps, &r.mean, &r.sd);
-                    print_result(a.format, &r, first);
-                    first = false;
                 }
-            }
             engine_batch_free(&batch);
             engine_free(e);
         }
