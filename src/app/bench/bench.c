@@ -185,7 +185,7 @@ static double run_test(struct engine *e, struct engine_batch *b, int depth, int 
     engine_seq_rm(e, -1, 0, -1);
     if (depth > 0) {
         engine_batch_clear(b);
-        for (int i = 0; i < depth; i++) engine_batch_add(b, bench_token(&rng, n_vocab), i, 0, i == depth - 1);
+        for (int i = 0; i < depth; i++) engine_batch_add(b, bench_token(&rng, n_vocab), i, 0, false);
         if (engine_decode(e, b, err)) return -1;
     }
     const double t0 = now_s();
@@ -370,8 +370,9 @@ int bench_main(int argc, char **argv, const char *default_model) {
                             }
                             if (rep >= 0) times[rep] = n / s;
                         }
-                        if (depth > 0) snprintf(r.test, sizeof r.test, "%s%d @ d%d", generation ? "tg" : "pp", n, depth);
-                        else snprintf(r.test, sizeof r.test, "%s%d", generation ? "tg" : "pp", n);
+                        const char *kind_name = generation ? "tg" : "pp";
+                        if (depth > 0) snprintf(r.test, sizeof r.test, "%s%d @ d%d", kind_name, n, depth);
+                        else snprintf(r.test, sizeof r.test, "%s%d", kind_name, n);
                         r.n_tokens = n;
                         r.n_depth = depth;
                         stats(times, a.reps, &r.mean, &r.sd);
