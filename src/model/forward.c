@@ -279,10 +279,11 @@ static void qkv_job(void *ctx, int ith, int nth) {
             if (l->k_norm) rms_norm(mc, kh, kh, l->k_norm, hp->head_dim_k, hp->norm_eps);
             kern_rope_apply(kh, hp->n_rot, cs, hp->rope_neox);
         }
-        const size_t c = (size_t)(f->il * mc->kv.n_cells + mc->w.cell[i]);
-        fp16_t *kc = mc->kv.k + c * (size_t)kw, *vc = mc->kv.v + c * (size_t)vw;
-        to_f16(k, kc, kw); // the level's conversion: the same rounding as fp32_to_fp16
-        to_f16(v, vc, vw);
+        for (int64_t h = 0; h < hp->n_head_kv; h++) { // the level's conversion: fp32_to_fp16's rounding
+            const size_t c = (size_t)((f->il * hp->n_head_kv + h) * mc->kv.n_cells + mc->w.cell[i]);
+            to_f16(k + h * hp->head_dim_k, mc->kv.k + c * (size_t)hp->head_dim_k, hp->head_dim_k);
+            to_f16(v + h * hp->head_dim_v, mc->kv.v + c * (size_t)hp->head_dim_v, hp->head_dim_v);
+        }
     }
 }
 
@@ -373,20 +374,20 @@ static void attention_job(void *ctx, int ith, int nth) {
     const struct attn_plan *plan = f->cur_plan;
     const int64_t n_cells = mc->kv.n_cells, group = hp->n_head / hp->n_head_kv;
     const int64_t dk = hp->head_dim_k, dv = hp->head_dim_v;
-    const size_t layer_off = (size_t)(f->il * n_cells);
+    const size_t heads_off = (size_t)(f->il * hp->n_head_kv); // this layer's first head in the cache
     const bool swa = f->layer->swa;
     float *scratch = mc->w.scores + (size_t)ith * kern_attn_scratch_floats(plan->span_max, dk);
     struct kern_attn_tile t;
-    t.k_stride = (size_t)mc->kv.k_width;
-    t.v_stride = (size_t)mc->kv.v_width;
+    t.k_stride = (size_t)dk;
+    t.v_stride = (size_t)dv;
     t.head_dim_k = dk;
     t.head_dim_v = dv;
     t.scale = hp->scale_q ? 1.0f : hp->attn_scale;
     for (int idx; (idx = atomic_fetch_add_explicit(&f->attn_next, 1, memory_order_relaxed)) < plan->n_items;) {
         const struct attn_item *it = &plan->items[idx];
         t.n_q = it->n_tok * it->n_h;
-        t.k = mc->kv.k + layer_off * t.k_stride + (size_t)(it->kvh * dk);
-        t.v = mc->kv.v + layer_off * t.v_stride + (size_t)(it->kvh * dv);
+        t.k = mc->kv.k + (heads_off + (size_t)it->kvh) * (size_t)n_cells * t.k_stride;
+        t.v = mc->kv.v + (heads_off + (size_t)it->kvh) * (size_t)n_cells * t.v_stride;
         int r = 0;
         for (int32_t k = it->tok0; k < it->tok0 + it->n_tok; k++) {
             const int32_t i = plan->toks[k];

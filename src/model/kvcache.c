@@ -10,6 +10,9 @@ int kv_init(struct kv_cache *kv, const struct model_hparams *hp, int64_t n_cells
     if (n_seq_max <= 0) return err_set(err, "need at least one sequence");
     kv->n_cells = n_cells;
     kv->n_layer = hp->n_layer;
+    kv->n_head_kv = hp->n_head_kv;
+    kv->head_dim_k = hp->head_dim_k;
+    kv->head_dim_v = hp->head_dim_v;
     kv->k_width = hp->n_head_kv * hp->head_dim_k;
     kv->v_width = hp->n_head_kv * hp->head_dim_v;
     kv->n_seq_max = n_seq_max;
@@ -53,10 +56,10 @@ int kv_seq_cp(struct kv_cache *kv, int32_t src, int32_t dst, int32_t p0, int32_t
         if (kv->seq[i] != src || kv->pos[i] < p0 || (p1 >= 0 && kv->pos[i] >= p1)) continue;
         while (free_cell < kv->n_cells && kv->pos[free_cell] >= 0) free_cell++;
         if (free_cell == kv->n_cells) return err_set(err, "KV cache full while copying a sequence");
-        for (int64_t l = 0; l < kv->n_layer; l++) {
-            const size_t kb = (size_t)(l * kv->n_cells), w = (size_t)kv->k_width, vw = (size_t)kv->v_width;
-            memcpy(kv->k + (kb + (size_t)free_cell) * w, kv->k + (kb + (size_t)i) * w, w * sizeof(fp16_t));
-            memcpy(kv->v + (kb + (size_t)free_cell) * vw, kv->v + (kb + (size_t)i) * vw, vw * sizeof(fp16_t));
+        for (int64_t lh = 0; lh < kv->n_layer * kv->n_head_kv; lh++) { // each layer's heads
+            const size_t base = (size_t)(lh * kv->n_cells), dk = (size_t)kv->head_dim_k, dv = (size_t)kv->head_dim_v;
+            memcpy(kv->k + (base + (size_t)free_cell) * dk, kv->k + (base + (size_t)i) * dk, dk * sizeof(fp16_t));
+            memcpy(kv->v + (base + (size_t)free_cell) * dv, kv->v + (base + (size_t)i) * dv, dv * sizeof(fp16_t));
         }
         kv->pos[free_cell] = kv->pos[i];
         kv->seq[free_cell] = dst;

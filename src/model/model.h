@@ -120,10 +120,15 @@ int  model_interleave(struct model *m, const struct kern_ops *o, llm_err *err);
 struct kv_cache {
     int64_t n_cells;
     int64_t n_layer;
+    int64_t n_head_kv;
+    int64_t head_dim_k, head_dim_v;
     int64_t k_width;       // n_head_kv*head_dim_k
     int64_t v_width;       // n_head_kv*head_dim_v
-    fp16_t *k;             // [n_layer][n_cells][k_width]
-    fp16_t *v;             // [n_layer][n_cells][v_width]
+    // Head-major, so that one KV head's keys (or values) of a layer are one
+    // contiguous stream: a thread attending with that head reads no other head's
+    // lines (cell-major rows mixed the heads of other threads into its reads).
+    fp16_t *k;             // [n_layer][n_head_kv][n_cells][head_dim_k]
+    fp16_t *v;             // [n_layer][n_head_kv][n_cells][head_dim_v]
     int32_t *pos;          // [n_cells] position, -1 = free
     int32_t *seq;          // [n_cells] sequence id
     int64_t n_used;
