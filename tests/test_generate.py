@@ -118,3 +118,12 @@ def test_same_greedy_tokens_at_every_cpu_level(llmfile, model):
         assert proc.returncode == 0, proc.stderr
         outputs[level] = proc.stdout
     assert len(set(outputs.values())) == 1, outputs
+
+
+def test_same_logits_with_one_and_two_threads_at_long_context(model):
+    # 2600 tokens: the default model's full-attention layers then split each
+    # generation step's tile among the threads by keys and values (forward.c
+    # run_attention_split); the logits must stay bit for bit those of one thread.
+    check = BUILD / "tests" / "runtime" / "check_threads"
+    proc = subprocess.run([str(check), str(model), "2600", "4"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr + proc.stdout

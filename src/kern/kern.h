@@ -240,6 +240,20 @@ static inline size_t kern_attn_scratch_floats(int64_t span, int64_t head_dim_k) 
 // q_r.K[visible]) . V[visible]; a query with no visible cell gets zeros.
 void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float *scratch);
 
+// kern_attn in steps, for one tile split among threads (generation with fewer
+// tiles than threads) with the same bits: the tile's list span [j0, j1); the
+// scores of positions [a, b) of it into s ([n_q][j1 - j0]; qh: [n_q][head_dim_k]
+// of scratch); the softmax of rows [r0, r1) once all scores are in; then output
+// values [d0, d1), zeroed first. Each score and each output value is one sum
+// whatever the split (P.V's products, of fp16 values, are exact in float).
+void kern_attn_span(const struct kern_attn_tile *t, int64_t *j0, int64_t *j1);
+void kern_attn_scores(const struct kern_ops *ops, const struct kern_attn_tile *t, int64_t j0, int64_t j1, int64_t a,
+                      int64_t b, float *s, float *qh);
+void kern_attn_probs(const struct kern_ops *ops, const struct kern_attn_tile *t, int64_t j0, int64_t j1, int r0,
+                     int r1, float *s);
+void kern_attn_values(const struct kern_ops *ops, const struct kern_attn_tile *t, int64_t j0, int64_t j1,
+                      const float *s, int64_t d0, int64_t d1);
+
 // The plain-C reference kernels (the generic level's attn_* entries).
 void kern_attn_qk_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, float *s,
                       int64_t s_stride, float *qh);

@@ -220,20 +220,23 @@ void kern_attn_pv_ref(const struct kern_attn_tile *t, int64_t j0, int64_t j1, co
         }
 }
 
-void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float *scratch) {
-    int64_t j0 = t->begin[0], j1 = t->end[0];
+void kern_attn_span(const struct kern_attn_tile *t, int64_t *j0, int64_t *j1) {
+    *j0 = t->begin[0], *j1 = t->end[0];
     for (int r = 1; r < t->n_q; r++) {
-        if (t->begin[r] < j0) j0 = t->begin[r];
-        if (t->end[r] > j1) j1 = t->end[r];
+        if (t->begin[r] < *j0) *j0 = t->begin[r];
+        if (t->end[r] > *j1) *j1 = t->end[r];
     }
-    for (int r = 0; r < t->n_q; r++) memset(t->out[r], 0, (size_t)t->head_dim_v * sizeof(float));
-    if (j1 <= j0) return;
-    // Every query is scored against the tile's whole span (one pass over K for all);
-    // positions a query does not see get probability 0 below.
+}
+
+void kern_attn_scores(const struct kern_ops *ops, const struct kern_attn_tile *t, int64_t j0, int64_t j1, int64_t a,
+                      int64_t b, float *s, float *qh) {
+    (ops->attn_qk ? ops->attn_qk : kern_attn_qk_ref)(t, a, b, s + (a - j0), j1 - j0, qh);
+}
+
+void kern_attn_probs(const struct kern_ops *ops, const struct kern_attn_tile *t, int64_t j0, int64_t j1, int r0,
+                     int r1, float *s) {
     const int64_t span = j1 - j0;
-    float *s = scratch, *qh = scratch + (size_t)t->n_q * (size_t)span;
-    (ops->attn_qk ? ops->attn_qk : kern_attn_qk_ref)(t, j0, j1, s, span, qh);
-    for (int r = 0; r < t->n_q; r++) {
+    for (int r = r0; r < r1; r++) {
         float *row = s + (size_t)r * (size_t)span;
         const int64_t b = t->begin[r] - j0, e = t->end[r] - j0;
         if (e <= b) {
@@ -244,5 +247,31 @@ void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float
         for (int64_t j = e; j < span; j++) row[j] = 0;
         (ops->attn_softmax ? ops->attn_softmax : kern_attn_softmax_ref)(row + b, e - b);
     }
-    (ops->attn_pv ? ops->attn_pv : kern_attn_pv_ref)(t, j0, j1, s, span, t->out);
+}
+
+void kern_attn_values(const struct kern_ops *ops, const struct kern_attn_tile *t, int64_t j0, int64_t j1,
+                      const float *s, int64_t d0, int64_t d1) {
+    // The same tile over values [d0, d1) of every V row and output: each output
+    // value's sum over the cells is computed alone, in the same order.
+    struct kern_attn_tile part = *t;
+    part.v = t->v + d0;
+    part.head_dim_v = d1 - d0;
+    for (int r = 0; r < t->n_q; r++) {
+        part.out[r] = t->out[r] + d0;
+        memset(part.out[r], 0, (size_t)(d1 - d0) * sizeof(float));
+    }
+    if (j1 > j0) (ops->attn_pv ? ops->attn_pv : kern_attn_pv_ref)(&part, j0, j1, s, j1 - j0, part.out);
+}
+
+void kern_attn(const struct kern_ops *ops, const struct kern_attn_tile *t, float *scratch) {
+    int64_t j0, j1;
+    kern_attn_span(t, &j0, &j1);
+    // Every query is scored against the tile's whole span (one pass over K for all);
+    // positions a query does not see get probability 0.
+    float *s = scratch, *qh = scratch + (size_t)t->n_q * (size_t)(j1 > j0 ? j1 - j0 : 0);
+    if (j1 > j0) {
+        kern_attn_scores(ops, t, j0, j1, j0, j1, s, qh);
+        kern_attn_probs(ops, t, j0, j1, 0, t->n_q, s);
+    }
+    kern_attn_values(ops, t, j0, j1, s, 0, t->head_dim_v);
 }

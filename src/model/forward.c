@@ -92,6 +92,8 @@ struct attn_plan {
     int64_t span_max;        // widest tile span (list positions), sizes the scratch
 };
 
+enum { SPLIT_ITEMS_MAX = 64 }; // run_attention_split: at most this many tiles (fewer than the threads)
+
 struct fwd {
     struct model_ctx *mc;
     const struct model_batch *b;
@@ -104,7 +106,9 @@ struct fwd {
     const int32_t *out_rows;  // [n_out] batch indices whose logits are wanted
     struct attn_plan plan[2]; // [0] full attention, [1] sliding window
     const struct attn_plan *cur_plan;
-    atomic_int attn_next;     // next item of cur_plan to take
+    atomic_int attn_next;     // next item (or split unit) of cur_plan to take
+    int split_units;          // run_attention_split: units of work of the current step
+    int split_item_units[SPLIT_ITEMS_MAX]; // [n_items] its scoring units per item
 };
 
 static int cmp_cell_pos(const void *a, const void *b, void *ctx) {
@@ -306,6 +310,22 @@ static int cmp_item_cost(const void *a, const void *b) {
 
 static int32_t view_begin(const struct token_view *tv, bool swa) { return swa ? tv->begin_swa : 0; }
 
+// Attention work (queries x cells x (dk + dv)) from which splitting tiles among
+// threads by keys and values (run_attention_split) pays for its two extra wake-ups
+// of the pool.
+#define SPLIT_MIN_WORK (1 << 22)
+
+// Whether generation's tiles of this layer kind are split by keys and values
+// rather than by query heads (which reads the K/V rows once per part): a single
+// token at a long context.
+static bool split_pays(const struct fwd *f, bool swa) {
+    const struct model_hparams *hp = &f->mc->model->hp;
+    if (f->b->n != 1) return false;
+    const struct token_view *tv = &f->views[0];
+    const int64_t span = tv->end - view_begin(tv, swa);
+    return span * hp->n_head * (hp->head_dim_k + hp->head_dim_v) >= SPLIT_MIN_WORK;
+}
+
 // Builds the tiles of one layer kind into plan's arrays (allocated by attn_plans_alloc).
 static void attn_plan_build(const struct fwd *f, bool swa, struct attn_plan *plan) {
     const struct model_hparams *hp = &f->mc->model->hp;
@@ -340,7 +360,7 @@ static void attn_plan_build(const struct fwd *f, bool swa, struct attn_plan *pla
     // at the price of reading the K/V rows once per part.
     int heads = heads_max;
     const int64_t nth = pool_size(f->mc->pool);
-    while (heads > 1 && (int64_t)n_tiles * hp->n_head_kv * ((group + heads - 1) / heads) < nth)
+    while (heads > 1 && (int64_t)n_tiles * hp->n_head_kv * ((group + heads - 1) / heads) < nth && !split_pays(f, swa))
         heads = (heads + 1) / 2;
     plan->n_items = 0;
     plan->span_max = 0;
@@ -366,43 +386,116 @@ static void attn_plan_build(const struct fwd *f, bool swa, struct attn_plan *pla
     qsort(plan->items, (size_t)plan->n_items, sizeof *plan->items, cmp_item_cost);
 }
 
-static void attention_job(void *ctx, int ith, int nth) {
-    (void)nth;
-    struct fwd *f = ctx;
-    struct model_ctx *mc = f->mc;
+// The tile of work item `it` of the current plan.
+static void attn_tile_build(const struct fwd *f, const struct attn_item *it, struct kern_attn_tile *t) {
+    const struct model_ctx *mc = f->mc;
     const struct model_hparams *hp = &mc->model->hp;
     const struct attn_plan *plan = f->cur_plan;
     const int64_t n_cells = mc->kv.n_cells, group = hp->n_head / hp->n_head_kv;
     const int64_t dk = hp->head_dim_k, dv = hp->head_dim_v;
-    const size_t heads_off = (size_t)(f->il * hp->n_head_kv); // this layer's first head in the cache
-    const bool swa = f->layer->swa;
-    float *scratch = mc->w.scores + (size_t)ith * kern_attn_scratch_floats(plan->span_max, dk);
-    struct kern_attn_tile t;
-    t.k_stride = (size_t)dk;
-    t.v_stride = (size_t)dv;
-    t.head_dim_k = dk;
-    t.head_dim_v = dv;
-    t.scale = hp->scale_q ? 1.0f : hp->attn_scale;
-    for (int idx; (idx = atomic_fetch_add_explicit(&f->attn_next, 1, memory_order_relaxed)) < plan->n_items;) {
-        const struct attn_item *it = &plan->items[idx];
-        t.n_q = it->n_tok * it->n_h;
-        t.k = mc->kv.k + (heads_off + (size_t)it->kvh) * (size_t)n_cells * t.k_stride;
-        t.v = mc->kv.v + (heads_off + (size_t)it->kvh) * (size_t)n_cells * t.v_stride;
-        int r = 0;
-        for (int32_t k = it->tok0; k < it->tok0 + it->n_tok; k++) {
-            const int32_t i = plan->toks[k];
-            const struct token_view *tv = &f->views[i];
-            t.cells = f->group_cells + (size_t)tv->group * (size_t)n_cells; // one group per tile
-            for (int hh = 0; hh < it->n_h; hh++, r++) {
-                const int64_t h = it->kvh * group + it->h0 + hh;
-                t.q[r] = mc->w.q + (i * hp->n_head + h) * dk;
-                t.out[r] = mc->w.att + (i * hp->n_head + h) * dv;
-                t.begin[r] = view_begin(tv, swa);
-                t.end[r] = tv->end;
-            }
+    const size_t head = (size_t)(f->il * hp->n_head_kv + it->kvh); // the KV head's place in the cache
+    t->k_stride = (size_t)dk;
+    t->v_stride = (size_t)dv;
+    t->head_dim_k = dk;
+    t->head_dim_v = dv;
+    t->scale = hp->scale_q ? 1.0f : hp->attn_scale;
+    t->n_q = it->n_tok * it->n_h;
+    t->k = mc->kv.k + head * (size_t)n_cells * t->k_stride;
+    t->v = mc->kv.v + head * (size_t)n_cells * t->v_stride;
+    int r = 0;
+    for (int32_t k = it->tok0; k < it->tok0 + it->n_tok; k++) {
+        const int32_t i = plan->toks[k];
+        const struct token_view *tv = &f->views[i];
+        t->cells = f->group_cells + (size_t)tv->group * (size_t)n_cells; // one group per tile
+        for (int hh = 0; hh < it->n_h; hh++, r++) {
+            const int64_t h = it->kvh * group + it->h0 + hh;
+            t->q[r] = mc->w.q + (i * hp->n_head + h) * dk;
+            t->out[r] = mc->w.att + (i * hp->n_head + h) * dv;
+            t->begin[r] = view_begin(tv, f->layer->swa);
+            t->end[r] = tv->end;
         }
-        kern_attn(mc->kc.ops, &t, scratch);
     }
+}
+
+static float *attn_thread_scratch(const struct fwd *f, int ith) {
+    return f->mc->w.scores + (size_t)ith * kern_attn_scratch_floats(f->cur_plan->span_max, f->mc->model->hp.head_dim_k);
+}
+
+static void attention_job(void *ctx, int ith, int nth) {
+    (void)nth;
+    struct fwd *f = ctx;
+    float *scratch = attn_thread_scratch(f, ith);
+    struct kern_attn_tile t;
+    for (int idx; (idx = atomic_fetch_add_explicit(&f->attn_next, 1, memory_order_relaxed)) < f->cur_plan->n_items;) {
+        attn_tile_build(f, &f->cur_plan->items[idx], &t);
+        kern_attn(f->mc->kc.ops, &t, scratch);
+    }
+}
+
+// Generation with fewer tiles than threads (one KV head, or few) at long
+// contexts: each tile is split among all threads, its scores by ranges of keys,
+// then (after every score is in) its outputs by ranges of values, with the same
+// bits as kern_attn (kern.h). Tile i's scores live in thread i's scratch (there
+// are fewer tiles than threads), each thread's q scratch past every tile's scores.
+enum { SPLIT_KEYS = 256, SPLIT_VALUES = 64 }; // a unit of work: keys scored, output values
+
+static float *split_scores(const struct fwd *f, int item) { return attn_thread_scratch(f, item); }
+static float *split_qh(const struct fwd *f, int ith) {
+    return attn_thread_scratch(f, ith) + (size_t)KERN_ATTN_MAX_Q * (size_t)f->cur_plan->span_max;
+}
+
+static void split_scores_job(void *ctx, int ith, int nth) {
+    (void)nth;
+    struct fwd *f = ctx;
+    struct kern_attn_tile t;
+    int64_t j0, j1;
+    for (int unit; (unit = atomic_fetch_add_explicit(&f->attn_next, 1, memory_order_relaxed)) < f->split_units;) {
+        int item = 0, first = 0; // the unit's item, and that item's first unit
+        while (unit >= first + f->split_item_units[item]) first += f->split_item_units[item++];
+        attn_tile_build(f, &f->cur_plan->items[item], &t);
+        kern_attn_span(&t, &j0, &j1);
+        const int64_t a = j0 + (int64_t)(unit - first) * SPLIT_KEYS, b = a + SPLIT_KEYS < j1 ? a + SPLIT_KEYS : j1;
+        kern_attn_scores(f->mc->kc.ops, &t, j0, j1, a, b, split_scores(f, item), split_qh(f, ith));
+    }
+}
+
+static void split_values_job(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
+    struct fwd *f = ctx;
+    const int64_t dv = f->mc->model->hp.head_dim_v, per_item = (dv + SPLIT_VALUES - 1) / SPLIT_VALUES;
+    struct kern_attn_tile t;
+    int64_t j0, j1;
+    for (int unit; (unit = atomic_fetch_add_explicit(&f->attn_next, 1, memory_order_relaxed)) < f->split_units;) {
+        const int item = unit / (int)per_item;
+        const int64_t d0 = (unit % per_item) * SPLIT_VALUES, d1 = d0 + SPLIT_VALUES < dv ? d0 + SPLIT_VALUES : dv;
+        attn_tile_build(f, &f->cur_plan->items[item], &t);
+        kern_attn_span(&t, &j0, &j1);
+        kern_attn_values(f->mc->kc.ops, &t, j0, j1, split_scores(f, item), d0, d1);
+    }
+}
+
+static void run_attention_split(struct fwd *f) {
+    const struct attn_plan *plan = f->cur_plan;
+    struct kern_attn_tile t;
+    int64_t j0, j1;
+    f->split_units = 0;
+    for (int i = 0; i < plan->n_items; i++) {
+        attn_tile_build(f, &plan->items[i], &t);
+        kern_attn_span(&t, &j0, &j1);
+        f->split_item_units[i] = j1 > j0 ? (int)((j1 - j0 + SPLIT_KEYS - 1) / SPLIT_KEYS) : 0;
+        f->split_units += f->split_item_units[i];
+    }
+    atomic_store_explicit(&f->attn_next, 0, memory_order_relaxed);
+    pool_run(f->mc->pool, split_scores_job, f);
+    for (int i = 0; i < plan->n_items; i++) { // a few rows of softmax: here
+        attn_tile_build(f, &plan->items[i], &t);
+        kern_attn_span(&t, &j0, &j1);
+        if (j1 > j0) kern_attn_probs(f->mc->kc.ops, &t, j0, j1, 0, t.n_q, split_scores(f, i));
+    }
+    const int64_t dv = f->mc->model->hp.head_dim_v;
+    f->split_units = plan->n_items * (int)((dv + SPLIT_VALUES - 1) / SPLIT_VALUES);
+    atomic_store_explicit(&f->attn_next, 0, memory_order_relaxed);
+    pool_run(f->mc->pool, split_values_job, f);
 }
 
 static void output_norm_job(void *ctx, int ith, int nth) {
@@ -481,7 +574,12 @@ static void run_attention(struct fwd *f) {
     atomic_store_explicit(&f->attn_next, 0, memory_order_relaxed);
     int64_t cost = 0; // queries x cells
     for (int32_t i = 0; i < f->cur_plan->n_items; i++) cost += f->cur_plan->items[i].cost;
-    if (cost * (hp->head_dim_k + hp->head_dim_v) < (1 << 19)) attention_job(f, 0, 1);
+    const int64_t work = cost * (hp->head_dim_k + hp->head_dim_v);
+    const int threads = pool_size(f->mc->pool);
+    if (work < (1 << 19)) attention_job(f, 0, 1);
+    // fewer tiles than threads, and work enough to pay for two more wake-ups of the pool
+    else if (f->cur_plan->n_items < threads && f->cur_plan->n_items <= SPLIT_ITEMS_MAX && work >= SPLIT_MIN_WORK)
+        run_attention_split(f);
     else pool_run(f->mc->pool, attention_job, f);
 }
 

@@ -211,6 +211,39 @@ static void check_tile_invariance(const struct kern_level *lv, const struct attn
     free(alone);
 }
 
+// The tile split as a generation step splits it among threads (forward.c): scores
+// in three uneven ranges of the span, each with its own q scratch, the softmax in
+// two groups of rows, the outputs in slices of 24 values, last first: the same
+// bits as kern_attn.
+static void check_split(const struct kern_level *lv, const struct attn_case *c, struct attn_data *a) {
+    const struct kern_ops *ops = lv->ops();
+    const int64_t n = (int64_t)a->tile.n_q * c->dv;
+    float *split = xcalloc((size_t)n, sizeof(float));
+    set_out(a, a->out, c->dv);
+    kern_attn(ops, &a->tile, a->scratch);
+    int64_t j0, j1;
+    kern_attn_span(&a->tile, &j0, &j1);
+    const int64_t span = j1 > j0 ? j1 - j0 : 0;
+    float *s = xcalloc((size_t)(a->tile.n_q * span + 1), sizeof(float));
+    float *qh = xcalloc((size_t)(a->tile.n_q * c->dk), sizeof(float));
+    set_out(a, split, c->dv);
+    for (int64_t i = 0; i < n; i++) split[i] = NAN; // every value must be written
+    if (span > 0) {
+        const int64_t cut[4] = {j0, j0 + span / 3 + 1 < j1 ? j0 + span / 3 + 1 : j1, j0 + 2 * span / 3, j1};
+        for (int part = 2; part >= 0; part--)
+            if (cut[part + 1] > cut[part]) kern_attn_scores(ops, &a->tile, j0, j1, cut[part], cut[part + 1], s, qh);
+        kern_attn_probs(ops, &a->tile, j0, j1, a->tile.n_q / 2, a->tile.n_q, s);
+        kern_attn_probs(ops, &a->tile, j0, j1, 0, a->tile.n_q / 2, s);
+    }
+    for (int64_t d0 = (c->dv - 1) / 24 * 24; d0 >= 0; d0 -= 24)
+        kern_attn_values(ops, &a->tile, j0, j1, s, d0, d0 + 24 < c->dv ? d0 + 24 : c->dv);
+    int mismatches = 0;
+    for (int64_t i = 0; i < n; i++) mismatches += memcmp(&split[i], &a->out[i], sizeof(float)) != 0;
+    CHECK(mismatches == 0, "level %s, %s: %d of %lld values differ when the tile is split", lv->name, case_name(c),
+          mismatches, (long long)n);
+    free(split), free(s), free(qh);
+}
+
 // One case: the reference tile against kern_attn_head and exact math, then every
 // level the CPU runs against the reference (and, for tiles of several blocks of
 // queries, against each query alone).
@@ -227,6 +260,7 @@ static void run_case(const struct attn_case *c, const struct cpu_features *f, co
     for (int li = 0; li < n_levels; li++)
         if (levels[li].supported(f)) {
             check_level(&levels[li], c, &a);
+            check_split(&levels[li], c, &a);
             if (c->group * c->n_tok > 4) check_tile_invariance(&levels[li], c, &a);
         }
     free_case(&a);
