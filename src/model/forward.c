@@ -90,6 +90,7 @@ struct attn_plan {
     int32_t *tile_len;       // [n] (building) tokens per token tile
     uint8_t *taken;          // [n] (building) token already in a tile
     int64_t span_max;        // widest tile span (list positions), sizes the scratch
+    bool split;              // run_attention_split: tiles split by keys and values among threads
 };
 
 enum { SPLIT_ITEMS_MAX = 64 }; // run_attention_split: at most this many tiles (fewer than the threads)
@@ -284,9 +285,8 @@ static void qkv_job(void *ctx, int ith, int nth) {
             kern_rope_apply(kh, hp->n_rot, cs, hp->rope_neox);
         }
         for (int64_t h = 0; h < hp->n_head_kv; h++) { // the level's conversion: fp32_to_fp16's rounding
-            const size_t c = (size_t)((f->il * hp->n_head_kv + h) * mc->kv.n_cells + mc->w.cell[i]);
-            to_f16(k + h * hp->head_dim_k, mc->kv.k + c * (size_t)hp->head_dim_k, hp->head_dim_k);
-            to_f16(v + h * hp->head_dim_v, mc->kv.v + c * (size_t)hp->head_dim_v, hp->head_dim_v);
+            to_f16(k + h * hp->head_dim_k, kv_key(&mc->kv, f->il, h, mc->w.cell[i]), hp->head_dim_k);
+            to_f16(v + h * hp->head_dim_v, kv_value(&mc->kv, f->il, h, mc->w.cell[i]), hp->head_dim_v);
         }
     }
 }
@@ -312,7 +312,7 @@ static int32_t view_begin(const struct token_view *tv, bool swa) { return swa ? 
 
 // Attention work (queries x cells x (dk + dv)) from which splitting tiles among
 // threads by keys and values (run_attention_split) pays for its two extra wake-ups
-// of the pool.
+// of the pool (far above the 1 << 19 under which the caller attends alone).
 #define SPLIT_MIN_WORK (1 << 22)
 
 // Whether generation's tiles of this layer kind are split by keys and values
@@ -356,12 +356,13 @@ static void attn_plan_build(const struct fwd *f, bool swa, struct attn_plan *pla
         }
         plan->tile_len[n_tiles++] = cnt;
     }
-    // Fewer tiles than threads (generation): split the query heads of a group,
+    // Fewer tiles than threads (generation): split each tile by keys and values
+    // where that pays (a long context), else split the query heads of a group,
     // at the price of reading the K/V rows once per part.
     int heads = heads_max;
-    const int64_t nth = pool_size(f->mc->pool);
-    while (heads > 1 && (int64_t)n_tiles * hp->n_head_kv * ((group + heads - 1) / heads) < nth && !split_pays(f, swa))
-        heads = (heads + 1) / 2;
+    const int64_t nth = pool_size(f->mc->pool), whole = (int64_t)n_tiles * hp->n_head_kv;
+    plan->split = whole < nth && whole <= SPLIT_ITEMS_MAX && split_pays(f, swa);
+    while (!plan->split && heads > 1 && whole * ((group + heads - 1) / heads) < nth) heads = (heads + 1) / 2;
     plan->n_items = 0;
     plan->span_max = 0;
     for (int32_t t = 0; t < n_tiles; t++) {
@@ -393,15 +394,14 @@ static void attn_tile_build(const struct fwd *f, const struct attn_item *it, str
     const struct attn_plan *plan = f->cur_plan;
     const int64_t n_cells = mc->kv.n_cells, group = hp->n_head / hp->n_head_kv;
     const int64_t dk = hp->head_dim_k, dv = hp->head_dim_v;
-    const size_t head = (size_t)(f->il * hp->n_head_kv + it->kvh); // the KV head's place in the cache
     t->k_stride = (size_t)dk;
     t->v_stride = (size_t)dv;
     t->head_dim_k = dk;
     t->head_dim_v = dv;
     t->scale = hp->scale_q ? 1.0f : hp->attn_scale;
     t->n_q = it->n_tok * it->n_h;
-    t->k = mc->kv.k + head * (size_t)n_cells * t->k_stride;
-    t->v = mc->kv.v + head * (size_t)n_cells * t->v_stride;
+    t->k = kv_key(&mc->kv, f->il, it->kvh, 0);
+    t->v = kv_value(&mc->kv, f->il, it->kvh, 0);
     int r = 0;
     for (int32_t k = it->tok0; k < it->tok0 + it->n_tok; k++) {
         const int32_t i = plan->toks[k];
@@ -574,12 +574,8 @@ static void run_attention(struct fwd *f) {
     atomic_store_explicit(&f->attn_next, 0, memory_order_relaxed);
     int64_t cost = 0; // queries x cells
     for (int32_t i = 0; i < f->cur_plan->n_items; i++) cost += f->cur_plan->items[i].cost;
-    const int64_t work = cost * (hp->head_dim_k + hp->head_dim_v);
-    const int threads = pool_size(f->mc->pool);
-    if (work < (1 << 19)) attention_job(f, 0, 1);
-    // fewer tiles than threads, and work enough to pay for two more wake-ups of the pool
-    else if (f->cur_plan->n_items < threads && f->cur_plan->n_items <= SPLIT_ITEMS_MAX && work >= SPLIT_MIN_WORK)
-        run_attention_split(f);
+    if (f->cur_plan->split) run_attention_split(f);
+    else if (cost * (hp->head_dim_k + hp->head_dim_v) < (1 << 19)) attention_job(f, 0, 1);
     else pool_run(f->mc->pool, attention_job, f);
 }
 

@@ -56,11 +56,11 @@ int kv_seq_cp(struct kv_cache *kv, int32_t src, int32_t dst, int32_t p0, int32_t
         if (kv->seq[i] != src || kv->pos[i] < p0 || (p1 >= 0 && kv->pos[i] >= p1)) continue;
         while (free_cell < kv->n_cells && kv->pos[free_cell] >= 0) free_cell++;
         if (free_cell == kv->n_cells) return err_set(err, "KV cache full while copying a sequence");
-        for (int64_t lh = 0; lh < kv->n_layer * kv->n_head_kv; lh++) { // each layer's heads
-            const size_t base = (size_t)(lh * kv->n_cells), dk = (size_t)kv->head_dim_k, dv = (size_t)kv->head_dim_v;
-            memcpy(kv->k + (base + (size_t)free_cell) * dk, kv->k + (base + (size_t)i) * dk, dk * sizeof(fp16_t));
-            memcpy(kv->v + (base + (size_t)free_cell) * dv, kv->v + (base + (size_t)i) * dv, dv * sizeof(fp16_t));
-        }
+        for (int64_t l = 0; l < kv->n_layer; l++)
+            for (int64_t h = 0; h < kv->n_head_kv; h++) {
+                memcpy(kv_key(kv, l, h, free_cell), kv_key(kv, l, h, i), (size_t)kv->head_dim_k * sizeof(fp16_t));
+                memcpy(kv_value(kv, l, h, free_cell), kv_value(kv, l, h, i), (size_t)kv->head_dim_v * sizeof(fp16_t));
+            }
         kv->pos[free_cell] = kv->pos[i];
         kv->seq[free_cell] = dst;
         kv->n_used++;

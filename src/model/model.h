@@ -135,6 +135,14 @@ struct kv_cache {
     int32_t n_seq_max;     // sequence ids are 0..n_seq_max-1
 };
 
+// Where cell `cell`'s key (value) of KV head `head` in layer `layer` lies.
+static inline fp16_t *kv_key(const struct kv_cache *kv, int64_t layer, int64_t head, int64_t cell) {
+    return kv->k + ((size_t)(layer * kv->n_head_kv + head) * (size_t)kv->n_cells + (size_t)cell) * (size_t)kv->head_dim_k;
+}
+static inline fp16_t *kv_value(const struct kv_cache *kv, int64_t layer, int64_t head, int64_t cell) {
+    return kv->v + ((size_t)(layer * kv->n_head_kv + head) * (size_t)kv->n_cells + (size_t)cell) * (size_t)kv->head_dim_v;
+}
+
 int  kv_init(struct kv_cache *kv, const struct model_hparams *hp, int64_t n_cells, int32_t n_seq_max,
              llm_err *err);
 void kv_free(struct kv_cache *kv);
