@@ -14,7 +14,7 @@
 enum { HUGE_PAGE = 2 << 20 };
 
 bool mapfile_copy_pays(uint64_t size, uint64_t mem_available, bool huge_pages) {
-    return huge_pages && size <= (uint64_t)2 << 30 && size <= mem_available / 4;
+    return huge_pages && size <= (uint64_t)4 << 30 && size <= mem_available / 4;
 }
 
 // Transparent huge pages on for madvise'd memory: "[always]" or "[madvise]" in sysfs.

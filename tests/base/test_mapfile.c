@@ -105,8 +105,8 @@ int main(void) {
     const uint64_t gb = (uint64_t)1 << 30;
     CHECK(mapfile_copy_pays(250 << 20, 16 * gb, true), "a 250 MB model on 16 GB is copied");
     CHECK(!mapfile_copy_pays(250 << 20, 16 * gb, false), "not without huge pages");
-    CHECK(mapfile_copy_pays(2 * gb, 16 * gb, true) && !mapfile_copy_pays(2 * gb + 1, 64 * gb, true),
-          "at most 2 GB");
+    CHECK(mapfile_copy_pays(4 * gb, 16 * gb, true) && !mapfile_copy_pays(4 * gb + 1, 64 * gb, true),
+          "at most 4 GB");
     CHECK(mapfile_copy_pays(gb, 4 * gb, true) && !mapfile_copy_pays(gb + 1, 4 * gb, true),
           "at most a quarter of the available memory");
     CHECK(!mapfile_copy_pays(1, 0, true), "unknown available memory: no copy");

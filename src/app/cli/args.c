@@ -124,7 +124,7 @@ void cli_print_help(void) {
         "                            arm64: armv8.0 armv8.2 armv8.6\n"
         "  --cpu-info                print the CPU's features and the level chosen, then exit\n"
         "  --mmap                    read the weights from the file's mapping; without it a model of up\n"
-        "                            to 2 GB (and a quarter of the free memory) is copied onto 2 MB huge\n"
+        "                            to 4 GB (and a quarter of the free memory) is copied onto 2 MB huge\n"
         "                            pages, which generation reads faster, and (AVX-512) its Q4_0, Q5_0,\n"
         "                            Q8_0, Q4_K and Q5_K matrices are rearranged there in groups of 16 rows\n"
         "\n"
