@@ -27,6 +27,7 @@ static float frand(void) { // uniform in [-1, 1)
 static const struct { const char *name; int64_t d; int group, n_tok; } SHAPES[] = {
     {"gemma3-270m (d 256, 4 heads x 8 tokens)", 256, 4, 8},
     {"tinyllama (d 64, 8 heads x 4 tokens)", 64, 8, 4},
+    {"tinyllama (d 64, 8 heads x 8 tokens)", 64, 8, 8},
     {"generation, d 256, 4 heads", 256, 4, 1},
     {"generation, d 64, 8 heads", 64, 8, 1},
 };

@@ -213,7 +213,10 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 // Numerics are llama.cpp's without flash attention (exactly kern_attn_head's):
 // Q rounded to fp16, Q.K summed in float, softmax in float with a double sum,
 // probabilities rounded to fp16, P.V summed in float; only summation order differs.
-#define KERN_ATTN_MAX_Q 32
+// 64 rather than 32: staging the rows to f32 is then shared by twice the queries
+// (bench/attn_bench.c, TinyLlama's 8 heads: 8 tokens a tile 80.6-82.9 GFLOP/s vs
+// 4 tokens 76.9-79.1; the scores scratch is 64 x span floats per thread).
+#define KERN_ATTN_MAX_Q 64
 
 struct kern_attn_tile {
     int n_q;                              // queries, 1..KERN_ATTN_MAX_Q
