@@ -5,10 +5,10 @@
 
 #include "kern.h"
 
-// The two layouts (kern.h): legacy blocks (an fp16 d, then the quants, Q5_0's
+// The layouts (kern.h): legacy blocks (an fp16 d, then the quants, Q5_0's
 // fifth bits first) keep the scales apart; K-quant blocks, whose size is a
-// multiple of 4, interleave every dword.
-enum { ILV_NONE, ILV_LEGACY, ILV_DWORDS };
+// multiple of 4, interleave every dword; 16-bit floats every value.
+enum { ILV_NONE, ILV_LEGACY, ILV_DWORDS, ILV_HALVES };
 
 static int ilv_layout(int type) {
     switch (type) {
@@ -17,6 +17,8 @@ static int ilv_layout(int type) {
     case QUANT_Q8_0: return ILV_LEGACY;
     case QUANT_Q4_K:
     case QUANT_Q5_K: return ILV_DWORDS;
+    case QUANT_F16:
+    case QUANT_BF16: return ILV_HALVES;
     default: return ILV_NONE;
     }
 }
@@ -26,14 +28,19 @@ bool kern_can_interleave(const struct kern_ops *o, const struct kern_mat *w) {
         return false;
     if (!o->gemv_ilv[w->type] || w->rows <= 0 || w->rows % KERN_ILV_ROWS) return false;
     if (w->cols <= 0 || w->row_bytes != quant_row_bytes(w->type, w->cols)) return false;
-    // the GEMM must read the layout too, with panels of one group
+    // the GEMM must read the layout too, with panels of whole groups
     const struct kern_gemm *g = o->gemm[w->type];
-    return !g || (g->pack_ilv && g->rm == KERN_ILV_ROWS);
+    return !g || (g->pack_ilv && g->rm % KERN_ILV_ROWS == 0);
 }
 
 // Row ri's block blk (bb bytes) into, or out of, its group's block gb.
 // Constant-size copies: each is one move (this runs over every weight byte).
 static void ilv_block(int layout, size_t bb, int ri, uint8_t *gb, uint8_t *blk, bool into_group) {
+    if (layout == ILV_HALVES) { // bb = 2
+        if (into_group) memcpy(gb + 2 * ri, blk, 2);
+        else memcpy(blk, gb + 2 * ri, 2);
+        return;
+    }
     if (layout == ILV_LEGACY) { // d apart, then the rest in dwords
         if (into_group) memcpy(gb + 2 * ri, blk, 2);
         else memcpy(blk, gb + 2 * ri, 2);
@@ -55,6 +62,13 @@ int kern_interleave(struct kern_mat *w, void *data, llm_err *err) {
     for (int64_t g = 0; g < w->rows / KERN_ILV_ROWS; g++) {
         uint8_t *out = (uint8_t *)data + (size_t)g * group_bytes;
         memcpy(rows, out, group_bytes);
+        if (layout == ILV_HALVES) { // a value at a time: a transpose of 16 rows
+            uint16_t *o16 = (uint16_t *)(void *)out;
+            const uint16_t *r16 = (const uint16_t *)(void *)rows;
+            for (size_t b = 0; b < blocks; b++)
+                for (int r = 0; r < KERN_ILV_ROWS; r++) o16[b * KERN_ILV_ROWS + r] = r16[(size_t)r * blocks + b];
+            continue;
+        }
         for (size_t b = 0; b < blocks; b++)
             for (int r = 0; r < KERN_ILV_ROWS; r++)
                 ilv_block(layout, bb, r, out + b * KERN_ILV_ROWS * bb, rows + (size_t)r * w->row_bytes + b * bb,

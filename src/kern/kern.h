@@ -34,8 +34,10 @@ struct kern_mat {
 //                                       = byte 4p + i of row r's block quants]
 //   K-quants (Q4_K, Q5_K; blocks of whole dwords): 64-byte part t holds dword t
 //     of every row's block, row r's at byte 4r
-// so one 64-byte vector holds four quants of each of the 16 rows, which is the
-// GEMV's dot-product lanes and the GEMM's packed panel layout as they are. Same
+//   16-bit floats (F16, BF16): 32 bytes per value k, row r's at byte 2r
+// so one 64-byte vector holds four quants (two floats) of each of the 16 rows,
+// which is the GEMV's dot-product lanes and the GEMM's packed panel layout as
+// they are (the float GEMM's panels are two groups). Same
 // bytes as the rows (a group takes 16 x row_bytes), no memory beyond them.
 #define KERN_ILV_ROWS 16
 

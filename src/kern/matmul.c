@@ -320,7 +320,7 @@ static int matmul_gemm(struct kern_ctx *kc, const struct kern_gemm *g, const str
 // offsets of a panel's rows).
 static const struct kern_gemm *gemm_for(const struct kern_ctx *kc, const struct kern_mat *w) {
     const struct kern_gemm *g = kc->ops->gemm[w->type];
-    if (g && w->interleaved) return g->pack_ilv && g->rm == KERN_ILV_ROWS ? g : NULL;
+    if (g && w->interleaved) return g->pack_ilv && g->rm % KERN_ILV_ROWS == 0 ? g : NULL;
     return g && (uint64_t)w->row_bytes * (uint64_t)g->rm < (1ull << 31) ? g : NULL;
 }
 
