@@ -79,7 +79,7 @@ struct kern_gemm {
     // block of the chunk, blocks rn * act_block apart.
     void (*tile)(const void *panel, int nr, int64_t kc, const void *act, int nc, float *y,
                  int64_t y_stride, int accumulate);
-    // pack from an interleaved group (w at its start, nr = rm = KERN_ILV_ROWS); NULL: none
+    // pack from interleaved groups (w at the first one's start; rm and nr whole groups); NULL: none
     void (*pack_ilv)(const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc, void *panel);
 };
 
