@@ -1,5 +1,6 @@
 """The command line: help, version, flag errors, bad model files, context limits."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -112,3 +113,48 @@ def test_unknown_pre_tokenizer_is_an_error_unless_allowed(llmfile, tmp_path):
     assert proc.returncode != 0 and "zzz-9" in proc.stderr
     proc = run(llmfile, "--tokenize", "--allow-unknown-pre", "--ids", "--no-bos", "-m", str(bogus), "-p", "hi")
     assert proc.returncode == 0 and proc.stdout.strip() == "[5303]"
+
+
+def default_model():
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache")
+    return os.path.join(cache, "llmfile", "default.gguf")
+
+
+def run_on_terminal(llmfile, *args):
+    """Runs llmfile with stderr on a pseudo-terminal; returns (exit code, stderr text)."""
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(llmfile), *args], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return proc.wait(timeout=120), out.decode(errors="replace")
+
+
+def test_load_shows_a_bar_on_a_terminal_only(llmfile):
+    model = default_model()
+    assert os.path.exists(model), f"{model} missing: run `make model`"
+    rc, err = run_on_terminal(llmfile, "-m", model, "-p", "Hello", "-n", "1", "--temp", "0")
+    assert rc == 0, err
+    name = os.path.basename(model)
+    assert f"loading {name}: copying 100% [####################]" in err, err[-500:]
+    percents = [int(p) for p in re.findall(r"copying +(\d+)%", err)]
+    assert percents == sorted(percents) and len(percents) >= 2, percents
+    if "arranging" in err:  # AVX-512 levels rearrange the copy's rows
+        assert "arranging 100%" in err
+    # the bar is erased before the timings line
+    assert re.search(r"\r\x1b\[Kllmfile: load ", err), err[-300:]
+    # not a terminal: no bar, no escape codes
+    proc = run(llmfile, "-m", model, "-p", "Hello", "-n", "1", "--temp", "0")
+    assert proc.returncode == 0 and "loading" not in proc.stderr and "\x1b" not in proc.stderr, proc.stderr
+    # --mmap: nothing to copy, so no bar either (and none on a terminal)
+    rc, err = run_on_terminal(llmfile, "--mmap", "-m", model, "-p", "Hello", "-n", "1", "--temp", "0")
+    assert rc == 0 and "copying" not in err and "arranging" not in err, err

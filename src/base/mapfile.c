@@ -2,6 +2,7 @@
 #include "base/pool.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -46,13 +47,17 @@ struct copy_part {
     size_t begin, end, done; // done: bytes read before an error or the end of the file
     int err;                 // errno of a failed read, 0
     pthread_t tid;
+    atomic_size_t *copied;   // bytes read by all parts, for progress
+    const struct progress *progress; // reported by the part on the calling thread, else NULL
+    size_t size;             // bytes of the file
 };
 
 static void *copy_part_run(void *arg) {
     struct copy_part *c = arg;
+    enum { PIECE = 32 << 20 }; // bytes per read: progress moves at least every ~20 ms
     size_t at = c->begin;
     while (at < c->end) {
-        const size_t want = c->end - at < ((size_t)1 << 30) ? c->end - at : ((size_t)1 << 30);
+        const size_t want = c->end - at < PIECE ? c->end - at : PIECE;
         const ssize_t got = pread(c->fd, c->dst + at, want, (off_t)at);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) {
@@ -60,6 +65,8 @@ static void *copy_part_run(void *arg) {
             break;
         }
         at += (size_t)got;
+        const size_t all = atomic_fetch_add(c->copied, (size_t)got) + (size_t)got;
+        progress_report(c->progress, "copying", all, c->size);
     }
     c->done = at - c->begin;
     return NULL;
@@ -68,7 +75,8 @@ static void *copy_part_run(void *arg) {
 // The file's `size` bytes read into anonymous memory aligned to and rounded up
 // to 2 MB, advised onto huge pages, then made read-only. Up to 4 threads read
 // parts of it: faulting in (zeroing) the huge pages is most of the work.
-static int copy_in(int fd, size_t size, const char *path, struct mapfile *m, llm_err *err) {
+static int copy_in(int fd, size_t size, const char *path, const struct progress *progress, struct mapfile *m,
+                   llm_err *err) {
     const size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     uint8_t *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return err_set(err, "%s: cannot allocate %zu bytes for the weights: %s", path, len, strerror(errno));
@@ -80,10 +88,12 @@ static int copy_in(int fd, size_t size, const char *path, struct mapfile *m, llm
     int n = cores > 4 ? 4 : cores;
     if ((size_t)n > len / HUGE_PAGE) n = (int)(len / HUGE_PAGE);
     struct copy_part parts[4];
+    atomic_size_t copied = 0;
     for (int i = 0; i < n; i++) { // whole huge pages per part
         const size_t b = len / HUGE_PAGE * (size_t)i / (size_t)n * HUGE_PAGE;
         const size_t e = len / HUGE_PAGE * (size_t)(i + 1) / (size_t)n * HUGE_PAGE;
-        parts[i] = (struct copy_part){.fd = fd, .dst = p, .begin = b < size ? b : size, .end = e < size ? e : size};
+        parts[i] = (struct copy_part){.fd = fd, .dst = p, .begin = b < size ? b : size, .end = e < size ? e : size,
+                                      .copied = &copied, .progress = i == 0 ? progress : NULL, .size = size};
     }
     int started = 1; // part 0 runs on this thread
     for (int i = 1; i < n; i++, started++)
@@ -91,6 +101,7 @@ static int copy_in(int fd, size_t size, const char *path, struct mapfile *m, llm
     for (int i = started; i < n; i++) copy_part_run(&parts[i]); // threads refused: here
     copy_part_run(&parts[0]);
     for (int i = 1; i < started; i++) pthread_join(parts[i].tid, NULL);
+    progress_report(progress, "copying", atomic_load(&copied), size);
     for (int i = 0; i < n; i++)
         if (parts[i].done < parts[i].end - parts[i].begin) {
             const size_t at = parts[i].begin + parts[i].done;
@@ -116,6 +127,11 @@ int mapfile_set_writable(struct mapfile *m, bool writable, llm_err *err) {
 }
 
 int mapfile_open_mode(struct mapfile *m, const char *path, enum mapfile_mode mode, llm_err *err) {
+    return mapfile_open_progress(m, path, mode, NULL, err);
+}
+
+int mapfile_open_progress(struct mapfile *m, const char *path, enum mapfile_mode mode,
+                          const struct progress *progress, llm_err *err) {
     *m = (struct mapfile){0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
@@ -141,7 +157,7 @@ int mapfile_open_mode(struct mapfile *m, const char *path, enum mapfile_mode mod
     if (mode == MAPFILE_AUTO)
         mode = mapfile_copy_pays(size, mem_available(), huge_pages_available()) ? MAPFILE_COPY : MAPFILE_MAP;
     if (mode == MAPFILE_COPY) {
-        const int rc = copy_in(fd, size, path, m, err);
+        const int rc = copy_in(fd, size, path, progress, m, err);
         close(fd);
         return rc;
     }

@@ -12,6 +12,7 @@
 #define LLMFILE_BASE_MAPFILE_H
 
 #include "base/err.h"
+#include "base/progress.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +37,9 @@ struct mapfile {
 int mapfile_open(struct mapfile *m, const char *path, llm_err *err);
 // The same, held as `mode` says.
 int mapfile_open_mode(struct mapfile *m, const char *path, enum mapfile_mode mode, llm_err *err);
+// The same, a copy reporting its progress ("copying", bytes of the file) as it goes.
+int mapfile_open_progress(struct mapfile *m, const char *path, enum mapfile_mode mode,
+                          const struct progress *progress, llm_err *err);
 
 // MAPFILE_AUTO's rule: copy a file of `size` bytes when the system has
 // transparent huge pages, the file is at most 4 GB (a copy that takes

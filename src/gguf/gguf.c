@@ -663,9 +663,14 @@ int gguf_parse(struct gguf_file *f, const void *buf, size_t size, const char *na
 }
 
 int gguf_open_mode(struct gguf_file *f, const char *path, enum mapfile_mode mode, llm_err *err) {
+    return gguf_open_progress(f, path, mode, NULL, err);
+}
+
+int gguf_open_progress(struct gguf_file *f, const char *path, enum mapfile_mode mode,
+                       const struct progress *progress, llm_err *err) {
     struct mapfile m;
     memset(f, 0, sizeof *f);
-    if (mapfile_open_mode(&m, path, mode, err)) return -1;
+    if (mapfile_open_progress(&m, path, mode, progress, err)) return -1;
     if (gguf_parse(f, m.data, m.size, path, err)) {
         mapfile_close(&m);
         return -1;

@@ -112,6 +112,9 @@ int gguf_open(struct gguf_file *f, const char *path, llm_err *err);
 // The same with the file held as `mode` says (a copy on huge pages for weights
 // read at every token; see base/mapfile.h).
 int gguf_open_mode(struct gguf_file *f, const char *path, enum mapfile_mode mode, llm_err *err);
+// The same, reporting a copy's progress (base/mapfile.h).
+int gguf_open_progress(struct gguf_file *f, const char *path, enum mapfile_mode mode,
+                       const struct progress *progress, llm_err *err);
 // Parses an in-memory file; `name` is used in messages. buf must outlive f.
 int gguf_parse(struct gguf_file *f, const void *buf, size_t size, const char *name, llm_err *err);
 // Frees everything (and unmaps if opened by gguf_open). Safe on a zeroed struct.

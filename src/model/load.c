@@ -302,8 +302,13 @@ static int read_swa_layers(struct model *m, llm_err *err) {
 }
 
 int model_load(struct model *m, const char *path, enum mapfile_mode mode, llm_err *err) {
+    return model_load_progress(m, path, mode, NULL, err);
+}
+
+int model_load_progress(struct model *m, const char *path, enum mapfile_mode mode, const struct progress *progress,
+                        llm_err *err) {
     memset(m, 0, sizeof *m);
-    if (gguf_open_mode(&m->file, path, mode, err)) return -1;
+    if (gguf_open_progress(&m->file, path, mode, progress, err)) return -1;
     if (read_hparams(m, err)) goto fail;
     struct model_hparams *hp = &m->hp;
     const struct gguf_tensor *emb = gguf_find_tensor(&m->file, "token_embd.weight");
@@ -348,10 +353,10 @@ static bool matmul_only(const struct model *m, const struct kern_mat *w) {
            (w->data != m->tok_embd.data || w == &m->output);
 }
 
-int model_interleave(struct model *m, const struct kern_ops *o, llm_err *err) {
-    if (!m->file.map.copied) return 0; // the file's own pages are read-only
-    int n_done = 0;
-    bool writable = false;
+// The matrices of m that model_interleave rearranges for level o, in `out`
+// (room for 1 + 8 per layer); returns how many.
+static int interleave_list(struct model *m, const struct kern_ops *o, struct kern_mat **out) {
+    int count = 0;
     for (int64_t il = -1; il < m->hp.n_layer; il++) {
         struct kern_mat *mats[8] = {&m->output}; // il = -1: the output matrix (decoders)
         int n = m->hp.encoder ? 0 : 1;
@@ -361,21 +366,37 @@ int model_interleave(struct model *m, const struct kern_ops *o, llm_err *err) {
             for (n = 0; n < 7; n++) mats[n] = lm[n];
             if (m->hp.encoder && m->enc.layers) mats[n++] = &m->enc.layers[il].wqkv;
         }
-        for (int i = 0; i < n; i++) {
-            struct kern_mat *w = mats[i];
-            if (!matmul_only(m, w) || !kern_can_interleave(o, w)) continue;
-            if (!writable && mapfile_set_writable(&m->file.map, true, err)) return -1;
-            writable = true;
-            if (kern_interleave(w, (void *)w->data, err)) {
-                mapfile_set_writable(&m->file.map, false, NULL);
-                return -1;
-            }
-            n_done++;
-            if (w == &m->output && w->data == m->tok_embd.data) m->tok_embd = *w; // tied: the same rows
-        }
+        for (int i = 0; i < n; i++)
+            if (matmul_only(m, mats[i]) && kern_can_interleave(o, mats[i])) out[count++] = mats[i];
     }
-    if (writable && mapfile_set_writable(&m->file.map, false, err)) return -1;
-    return n_done;
+    return count;
+}
+
+int model_interleave(struct model *m, const struct kern_ops *o, const struct progress *progress, llm_err *err) {
+    if (!m->file.map.copied) return 0; // the file's own pages are read-only
+    struct kern_mat **list = malloc(sizeof *list * (size_t)(1 + 8 * m->hp.n_layer));
+    if (!list) return err_set(err, "out of memory");
+    const int n = interleave_list(m, o, list);
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < n; i++) total += (uint64_t)list[i]->rows * list[i]->row_bytes;
+    if (n > 0 && mapfile_set_writable(&m->file.map, true, err)) {
+        free(list);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct kern_mat *w = list[i];
+        if (kern_interleave(w, (void *)w->data, err)) {
+            mapfile_set_writable(&m->file.map, false, NULL);
+            free(list);
+            return -1;
+        }
+        if (w == &m->output && w->data == m->tok_embd.data) m->tok_embd = *w; // tied: the same rows
+        done += (uint64_t)w->rows * w->row_bytes;
+        progress_report(progress, "arranging", done, total);
+    }
+    free(list);
+    if (n > 0 && mapfile_set_writable(&m->file.map, false, err)) return -1;
+    return n;
 }
 
 void model_free(struct model *m) {

@@ -108,11 +108,15 @@ struct model {
 
 // mode: how the file is held (base/mapfile.h; MAPFILE_AUTO copies small models onto huge pages).
 int  model_load(struct model *m, const char *path, enum mapfile_mode mode, llm_err *err);
+// The same, reporting the copy's progress (base/progress.h).
+int  model_load_progress(struct model *m, const char *path, enum mapfile_mode mode, const struct progress *progress,
+                         llm_err *err);
 void model_free(struct model *m);
 // Interleaves, in the copy of a copied (not mapped) file, the matrices level o
 // has interleaved kernels for (kern_interleave: same bytes rearranged, once;
-// ~0.1 s per GB). Returns how many, or -1 with err.
-int  model_interleave(struct model *m, const struct kern_ops *o, llm_err *err);
+// ~0.1 s per GB), reporting "arranging" in bytes of them. Returns how many, or
+// -1 with err.
+int  model_interleave(struct model *m, const struct kern_ops *o, const struct progress *progress, llm_err *err);
 
 // ---- KV cache ---------------------------------------------------------------
 // A pool of cells; each holds one token's keys and values for every layer and

@@ -25,7 +25,7 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     if (e->p.n_threads <= 0) e->p.n_threads = cpu_physical_cores();
     if (e->p.n_seq_max <= 0) e->p.n_seq_max = 1;
     if (e->p.n_batch <= 0) e->p.n_batch = 512;
-    if (model_load(&e->model, p->model_path, p->mmap_only ? MAPFILE_MAP : MAPFILE_AUTO, err)) {
+    if (model_load_progress(&e->model, p->model_path, p->mmap_only ? MAPFILE_MAP : MAPFILE_AUTO, &p->progress, err)) {
         free(e);
         return -1;
     }
@@ -58,7 +58,7 @@ int engine_load(struct engine **out, const struct engine_params *p, llm_err *err
     const struct kern_level *level;
     const char *cap = e->p.cpu_level ? e->p.cpu_level : getenv("LLMFILE_CPU_LEVEL");
     if (kern_select(&cpu, cap, &level, err)) goto fail;
-    if (model_interleave(&e->model, level->ops(), err) < 0) goto fail;
+    if (model_interleave(&e->model, level->ops(), &p->progress, err) < 0) goto fail;
     if (pool_create(&e->pool, e->p.n_threads, err)) goto fail;
     if (model_ctx_init(&e->mc, &e->model, level->ops(), e->pool, e->p.n_ctx, e->p.n_seq_max, err))
         goto fail;

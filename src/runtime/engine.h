@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/progress.h"
 #include "model/model.h"
 #include "sample/sample.h"
 #include "tok/tok.h"
@@ -23,6 +24,7 @@ struct engine_params {
     enum model_pooling pooling; // embeddings: MODEL_POOL_DEFAULT = the model's <arch>.pooling_type, else mean
     bool fit_encoder_ctx; // an encoder's n_ctx beyond its positions is cut to them (else it is an error)
     bool mmap_only;       // keep the weights in the file's mapping (else small models are copied onto huge pages)
+    struct progress progress; // loading: the copy and the rearranging of the weights (base/progress.h); {0}: none
 };
 
 struct engine_batch {

@@ -45,6 +45,49 @@ static bool write_faults(const struct mapfile *m) {
     return faulted;
 }
 
+// What a copy reported through its progress.
+struct seen {
+    int calls;
+    bool ordered;       // every call's done >= the one before, and <= total
+    bool named;         // every stage "copying"
+    uint64_t done, total; // of the last call
+};
+
+static void note_progress(void *ctx, const char *stage, uint64_t done, uint64_t total) {
+    struct seen *s = ctx;
+    s->ordered = s->ordered && (s->calls == 0 || done >= s->done) && done <= total;
+    s->named = s->named && strcmp(stage, "copying") == 0;
+    s->calls++;
+    s->done = done;
+    s->total = total;
+}
+
+// A copy in several pieces per reading thread reports them in order and ends
+// at the file's size; a mapping reports nothing.
+static void check_progress(void) {
+    const size_t size = ((size_t)70 << 20) + 12345;
+    unsigned char *bytes = write_file(size);
+    for (int mode = MAPFILE_MAP; mode <= MAPFILE_COPY; mode++) {
+        struct seen s = {0, true, true, 0, 0};
+        const struct progress pg = {note_progress, &s};
+        struct mapfile m;
+        llm_err err = {0};
+        CHECK(mapfile_open_progress(&m, path, (enum mapfile_mode)mode, &pg, &err) == 0 &&
+                  memcmp(m.data, bytes, size) == 0,
+              "mode %d with progress: %s", mode, err.msg);
+        if (mode == MAPFILE_MAP) {
+            CHECK(s.calls == 0, "a mapping reported progress %d times", s.calls);
+        } else {
+            CHECK(s.calls >= 2 && s.ordered && s.named, "copy progress: %d calls, ordered %d, named %d", s.calls,
+                  s.ordered, s.named);
+            CHECK(s.done == size && s.total == size, "copy progress ends at %llu of %llu, not %zu",
+                  (unsigned long long)s.done, (unsigned long long)s.total, size);
+        }
+        mapfile_close(&m);
+    }
+    free(bytes);
+}
+
 int main(void) {
     snprintf(path, sizeof path, "/tmp/llmfile_test_mapfile_%d.bin", (int)getpid());
     const size_t two_mb = (size_t)2 << 20;
@@ -84,6 +127,7 @@ int main(void) {
         mapfile_close(&m);
         free(bytes);
     }
+    check_progress();
     free(write_file(0));
     for (int mode = MAPFILE_MAP; mode <= MAPFILE_AUTO; mode++) {
         struct mapfile m;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "app/cli/load_bar.h"
 #include "runtime/engine.h"
 
 enum { MAX_LIST = 16, MAX_REPS = 1000 };
@@ -332,9 +333,13 @@ int bench_main(int argc, char **argv, const char *default_model) {
             struct engine_params ep = {.model_path = a.models[mi], .n_threads = a.threads[ti],
                                        .n_ctx = max_tokens, .n_seq_max = 1, .n_batch = a.n_batch,
                                        .cpu_level = a.cpu_level, .mmap_only = a.mmap_only};
+            struct load_bar bar;
+            ep.progress = load_bar_start(&bar, ep.model_path);
             struct engine *e;
             llm_err err;
-            if (engine_load(&e, &ep, &err)) {
+            const int load_rc = engine_load(&e, &ep, &err);
+            load_bar_end(&bar);
+            if (load_rc) {
                 if (a.format == FMT_JSON) printf("\n]\n");
                 return bench_fail("%s%s", err.msg, "");
             }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "app/bench/bench.h"
+#include "app/cli/load_bar.h"
 #include "args.h"
 #ifdef LLMFILE_NO_SERVER
 static int server_main(int argc, char **argv) {
@@ -343,10 +344,15 @@ int main(int argc, char **argv) {
                                .n_seq_max = 1, .n_batch = a.engine.n_batch, .cpu_level = a.engine.cpu_level,
                                .allow_unknown_pre = a.engine.allow_unknown_pre, .pooling = a.pooling,
                                .mmap_only = a.engine.mmap_only};
+    struct load_bar bar;
+    ep.progress = load_bar_start(&bar, model);
     const bool vocab_only = a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE;
     const double t0 = now_ms();
     struct engine *e;
-    if (vocab_only ? engine_load_vocab(&e, model, a.engine.allow_unknown_pre, &err) : engine_load(&e, &ep, &err)) {
+    const int load_rc =
+        vocab_only ? engine_load_vocab(&e, model, a.engine.allow_unknown_pre, &err) : engine_load(&e, &ep, &err);
+    load_bar_end(&bar);
+    if (load_rc) {
         free(file_text);
         return fail(err.msg);
     }
