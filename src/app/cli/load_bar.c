@@ -10,7 +10,7 @@ enum { BAR_WIDTH = 20 };
 static void load_bar_draw(void *ctx, const char *stage, uint64_t done, uint64_t total) {
     struct load_bar *b = ctx;
     const int percent = total ? (int)(done >= total ? 100 : done * 100 / total) : 100;
-    if (b->drawn && b->stage == stage && b->percent == percent) return;
+    if (b->drawn && b->percent == percent && b->stage && strcmp(b->stage, stage) == 0) return;
     char bar[BAR_WIDTH + 1];
     const int filled = percent * BAR_WIDTH / 100;
     memset(bar, '#', (size_t)filled);
