@@ -42,11 +42,12 @@ int mapfile_open_progress(struct mapfile *m, const char *path, enum mapfile_mode
                           const struct progress *progress, llm_err *err);
 
 // MAPFILE_AUTO's rule: copy a file of `size` bytes when the system has
-// transparent huge pages, the file is at most 4 GB (a copy that takes
-// about a second, up to several when the kernel must first free huge pages; a
-// 2.05 GB F16 TinyLlama then generates about 7% faster: tg64 10.9/12.1/12.1/10.8
-// vs --mmap 10.9/11.2/10.3/10.5 tok/s, alternating) and a quarter of the memory available (the page cache keeps
-// its own copy of the file, and the model needs room for its context).
+// transparent huge pages, the file is at most 4 GB (a copy that takes about a
+// second, up to several when the kernel must first free huge pages; a 2.05 GB
+// F16 TinyLlama then generates about 7% faster: tg64 10.9/12.1/12.1/10.8 vs
+// --mmap 10.9/11.2/10.3/10.5 tok/s, alternating) and at most a quarter of the
+// memory available (the page cache keeps its own copy of the file, and the
+// model needs room for its context).
 bool mapfile_copy_pays(uint64_t size, uint64_t mem_available, bool huge_pages);
 
 // A copy (m->copied) made writable or read-only again, for rearranging the

@@ -333,13 +333,9 @@ int bench_main(int argc, char **argv, const char *default_model) {
             struct engine_params ep = {.model_path = a.models[mi], .n_threads = a.threads[ti],
                                        .n_ctx = max_tokens, .n_seq_max = 1, .n_batch = a.n_batch,
                                        .cpu_level = a.cpu_level, .mmap_only = a.mmap_only};
-            struct load_bar bar;
-            ep.progress = load_bar_start(&bar, ep.model_path);
             struct engine *e;
             llm_err err;
-            const int load_rc = engine_load(&e, &ep, &err);
-            load_bar_end(&bar);
-            if (load_rc) {
+            if (engine_load_with_bar(&e, &ep, &err)) {
                 if (a.format == FMT_JSON) printf("\n]\n");
                 return bench_fail("%s%s", err.msg, "");
             }

@@ -1,11 +1,19 @@
 #include "app/cli/load_bar.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 enum { BAR_WIDTH = 20 };
+
+struct load_bar {
+    const char *name;  // the model file's name, without its directory
+    const char *stage; // the stage last drawn, or NULL
+    int percent;       // the percentage last drawn
+    bool drawn;        // a line is on the terminal
+};
 
 static void load_bar_draw(void *ctx, const char *stage, uint64_t done, uint64_t total) {
     struct load_bar *b = ctx;
@@ -23,16 +31,15 @@ static void load_bar_draw(void *ctx, const char *stage, uint64_t done, uint64_t 
     b->drawn = true;
 }
 
-struct progress load_bar_start(struct load_bar *b, const char *model_path) {
-    const char *slash = model_path ? strrchr(model_path, '/') : NULL;
-    *b = (struct load_bar){slash ? slash + 1 : model_path ? model_path : "", NULL, -1, false};
-    if (!isatty(STDERR_FILENO)) return (struct progress){0};
-    return (struct progress){load_bar_draw, b};
-}
-
-void load_bar_end(struct load_bar *b) {
-    if (!b->drawn) return;
-    fprintf(stderr, "\r\033[K");
-    fflush(stderr);
-    b->drawn = false;
+int engine_load_with_bar(struct engine **out, struct engine_params *p, llm_err *err) {
+    const char *slash = p->model_path ? strrchr(p->model_path, '/') : NULL;
+    struct load_bar b = {slash ? slash + 1 : p->model_path ? p->model_path : "", NULL, -1, false};
+    p->progress = isatty(STDERR_FILENO) ? (struct progress){load_bar_draw, &b} : (struct progress){0};
+    const int rc = engine_load(out, p, err);
+    p->progress = (struct progress){0}; // b goes out of scope
+    if (b.drawn) { // erased, for what follows on the line
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+    }
+    return rc;
 }

@@ -5,21 +5,9 @@
 #ifndef LLMFILE_APP_LOAD_BAR_H
 #define LLMFILE_APP_LOAD_BAR_H
 
-#include <stdbool.h>
+#include "runtime/engine.h"
 
-#include "base/progress.h"
-
-struct load_bar {
-    const char *name;  // the model file's name, without its directory
-    const char *stage; // the stage last drawn, or NULL
-    int percent;       // the percentage last drawn
-    bool drawn;        // a line is on the terminal
-};
-
-// The progress to hand to engine_params for model_path: {0} (no bar) unless
-// stderr is a terminal.
-struct progress load_bar_start(struct load_bar *b, const char *model_path);
-// Erases the bar, if one was drawn.
-void load_bar_end(struct load_bar *b);
+// engine_load(out, p, err) with the bar drawn through p->progress during the load.
+int engine_load_with_bar(struct engine **out, struct engine_params *p, llm_err *err);
 
 #endif

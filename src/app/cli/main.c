@@ -344,15 +344,11 @@ int main(int argc, char **argv) {
                                .n_seq_max = 1, .n_batch = a.engine.n_batch, .cpu_level = a.engine.cpu_level,
                                .allow_unknown_pre = a.engine.allow_unknown_pre, .pooling = a.pooling,
                                .mmap_only = a.engine.mmap_only};
-    struct load_bar bar;
-    ep.progress = load_bar_start(&bar, model);
     const bool vocab_only = a.mode == MODE_TOKENIZE || a.mode == MODE_DETOKENIZE;
     const double t0 = now_ms();
     struct engine *e;
-    const int load_rc =
-        vocab_only ? engine_load_vocab(&e, model, a.engine.allow_unknown_pre, &err) : engine_load(&e, &ep, &err);
-    load_bar_end(&bar);
-    if (load_rc) {
+    if (vocab_only ? engine_load_vocab(&e, model, a.engine.allow_unknown_pre, &err)
+                   : engine_load_with_bar(&e, &ep, &err)) {
         free(file_text);
         return fail(err.msg);
     }

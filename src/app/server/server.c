@@ -168,12 +168,8 @@ int server_main(int argc, char **argv) {
                                .cpu_level = c->engine.cpu_level, .allow_unknown_pre = c->engine.allow_unknown_pre,
                                .mmap_only = c->engine.mmap_only,
                                .fit_encoder_ctx = !c->ctx_given};
-    struct load_bar bar;
-    ep.progress = load_bar_start(&bar, ep.model_path);
     const double t0 = server_now_ms();
-    const int load_rc = engine_load(&s->engine, &ep, &err);
-    load_bar_end(&bar);
-    if (load_rc) return fail(err.msg);
+    if (engine_load_with_bar(&s->engine, &ep, &err)) return fail(err.msg);
     const struct model_hparams *hp = engine_hparams(s->engine);
     s->vocab = engine_vocab(s->engine);
     s->n_vocab = (int32_t)hp->n_vocab;
