@@ -57,7 +57,9 @@ enum {
     TAKE_BYTES = 256 << 10, // weights a thread takes from its own share at once (vec_job_run)
     GEMV_ROWS = 8,        // rows per GEMV call when n > 1: their weights stay in L1
                           // while every activation row passes
-    PANEL_BYTES = 64 << 10, // packed panel bytes per k chunk: L1-near (measured: 24..96 KB within 5%)
+    // packed panel bytes per k chunk (measured: 24..128 KB within 5%; at 128 KB the 32-row
+    // integer panels of 2048-value rows are one chunk, with no partial sums kept between)
+    PANEL_BYTES = 128 << 10,
 };
 
 // GEMM panels are handed out from a shared counter, not split evenly up
