@@ -5,7 +5,8 @@ sampled generation must be byte-identical to the native run capped at that level
 (the same kernels run the same instructions, so any difference means an
 instruction the emulated CPU lacks ran somewhere, or dispatch went wrong).
 ARM64 (static cross build, `make arm64`): each CPU picks its level, the kernel unit
-test passes there, and the real default model's greedy tokens equal llama.cpp's.
+tests (dots and GEMM tiles) pass there, and the real default model's greedy tokens
+equal llama.cpp's.
 """
 import json
 import shutil
@@ -100,6 +101,17 @@ def test_arm_kernels_match_reference(cpu):
     proc = run([QEMU_ARM, "-cpu", cpu, ARM_BUILD / "tests" / "kern" / "test_levels"], timeout=600)
     assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()
     assert b" 0 failed" in proc.stdout
+
+
+@needs_qemu_arm
+def test_arm_gemm_matches_reference():
+    # The GEMM tiles on NEON (ARMv8.2 dotprod and up): "max" has every ARM level, and
+    # test_gemm checks each against the reference (ARMv8.0 has no tiles: dots only).
+    proc = run([QEMU_ARM, "-cpu", "max", ARM_BUILD / "tests" / "kern" / "test_gemm"], timeout=600)
+    assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()
+    out = proc.stdout.decode()
+    assert "armv8.2 (11 types with a GEMM kernel)" in out and "armv8.6 (11 types with a GEMM kernel)" in out, out
+    assert " 0 failed" in out
 
 
 @needs_qemu_arm
