@@ -6,8 +6,8 @@
 #include "kern.h"
 
 // The layouts (kern.h): legacy blocks (an fp16 d, then the quants, Q5_0's
-// fifth bits first) keep the scales apart; K-quant blocks, whose size is a
-// multiple of 4, interleave every dword; 16-bit floats every value.
+// fifth bits first) keep the scales apart; K-quant blocks interleave every
+// dword (Q6_K's 2-byte tail, its d, goes after them); 16-bit floats every value.
 enum { ILV_NONE, ILV_LEGACY, ILV_DWORDS, ILV_HALVES };
 
 static int ilv_layout(int type) {
@@ -16,7 +16,8 @@ static int ilv_layout(int type) {
     case QUANT_Q5_0:
     case QUANT_Q8_0: return ILV_LEGACY;
     case QUANT_Q4_K:
-    case QUANT_Q5_K: return ILV_DWORDS;
+    case QUANT_Q5_K:
+    case QUANT_Q6_K: return ILV_DWORDS;
     case QUANT_F16:
     case QUANT_BF16: return ILV_HALVES;
     default: return ILV_NONE;
@@ -46,10 +47,15 @@ static void ilv_block(int layout, size_t bb, int ri, uint8_t *gb, uint8_t *blk, 
         else memcpy(blk, gb + 2 * ri, 2);
         gb += 2 * KERN_ILV_ROWS, blk += 2, bb -= 2;
     }
-    gb += 4 * ri;
-    for (size_t t = 0; t < bb / 4; t++, gb += 64, blk += 4) {
-        if (into_group) memcpy(gb, blk, 4);
-        else memcpy(blk, gb, 4);
+    uint8_t *dw = gb + 4 * ri;
+    for (size_t t = 0; t < bb / 4; t++, dw += 64, blk += 4) {
+        if (into_group) memcpy(dw, blk, 4);
+        else memcpy(blk, dw, 4);
+    }
+    if (bb % 4) { // Q6_K's d, after the dwords of the group
+        uint8_t *tail = gb + bb / 4 * 64 + 2 * ri;
+        if (into_group) memcpy(tail, blk, 2);
+        else memcpy(blk, tail, 2);
     }
 }
 

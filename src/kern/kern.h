@@ -32,8 +32,9 @@ struct kern_mat {
 //   legacy types (Q4_0: 4 parts, Q5_0: 5, its qh first, Q8_0: 8):
 //     [16 fp16 scales d, row r's at 2r][parts x 64 bytes: byte 4r + i of part p
 //                                       = byte 4p + i of row r's block quants]
-//   K-quants (Q4_K, Q5_K; blocks of whole dwords): 64-byte part t holds dword t
-//     of every row's block, row r's at byte 4r
+//   K-quants (Q4_K, Q5_K, Q6_K): 64-byte part t holds dword t of every row's
+//     block, row r's at byte 4r; Q6_K's block (210 bytes) ends in its fp16 d,
+//     which follows the 52 parts as 16 d's, row r's at 2r
 //   16-bit floats (F16, BF16): 32 bytes per value k, row r's at byte 2r
 // so one 64-byte vector holds four quants (two floats) of each of the 16 rows,
 // which is the GEMV's dot-product lanes and the GEMM's packed panel layout as
@@ -127,6 +128,11 @@ struct kern_ops {
 
 // The reference level: quant/'s plain-C routines.
 const struct kern_ops *kern_generic_ops(void);
+
+// Every fp16's float (f16_table.c), for the levels without a conversion
+// instruction; a level that reads it calls kern_f16_table_init (once, any thread) first.
+extern float kern_f16_table[1 << 16];
+void kern_f16_table_init(void);
 
 // A CPU level: a compilation of the kernels with one microarchitecture's flags.
 struct kern_level {
