@@ -198,19 +198,23 @@ def test_eight_clients_on_four_slots_match_running_alone(server):
 
 
 def test_prompt_cache_reuses_prefix_and_gives_same_answer(server):
-    body = {"messages": [{"role": "user", "content": "Tell me about the moon in one sentence, please."}],
+    # (long enough that the reusable prefix, 32 tokens or more, keeps the slot: pick_slot)
+    body = {"messages": [{"role": "user", "content": "Tell me about the moon in one sentence, please. Keep it "
+                                                     "short and simple, for a curious child who likes the night sky."}],
             "max_tokens": 8, "temperature": 0}
     first = server.post("/v1/chat/completions", body)[1]
     second = server.post("/v1/chat/completions", body)[1]
     assert second["usage"]["prompt_tokens_details"]["cached_tokens"] == second["usage"]["prompt_tokens"] - 1
     assert second["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
-    # The next turn shares the whole first exchange as a prefix.
+    # The next turn shares the whole first exchange as a prefix. Only the tokens read as
+    # prompt rows are reused (the first prompt but its last token, which gave logits, as the
+    # reply's tokens did): their keys and values are what a fresh prompt computes.
     follow = dict(body, messages=body["messages"] + [
         {"role": "assistant", "content": first["choices"][0]["message"]["content"]},
         {"role": "user", "content": "And the sun?"}])
     cached = server.post("/v1/chat/completions", follow)[1]
     fresh = server.post("/v1/chat/completions", dict(follow, cache_prompt=False))[1]
-    assert cached["usage"]["prompt_tokens_details"]["cached_tokens"] >= first["usage"]["prompt_tokens"]
+    assert cached["usage"]["prompt_tokens_details"]["cached_tokens"] == first["usage"]["prompt_tokens"] - 1
     assert fresh["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
     assert cached["choices"][0]["message"]["content"] == fresh["choices"][0]["message"]["content"]
 

@@ -22,6 +22,9 @@ struct slot {
     struct task *task;       // NULL: idle
     int32_t *cache;          // [n_ctx_slot] tokens whose keys/values are cached, at positions 0..n_cache-1
     int32_t n_cache;
+    int32_t n_exact;         // leading cache tokens read as prompt rows (kern_matmul_rows): only
+                             // they are reused, since they hold what a fresh prompt would (a
+                             // prompt's last token and a reply's were generation rows)
     int32_t n_prompt_done;   // prompt tokens of the task in the cache
     bool generating;         // the prompt is done; next_token waits to be decoded
     int32_t next_token;
@@ -233,6 +236,13 @@ static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int
     return i;
 }
 
+// Cached tokens of slot sl that a prompt can reuse: the shared prefix, within the exact part.
+static int32_t reusable(const struct slot *sl, const struct task *t) {
+    if (!t->cache_prompt) return 0;
+    const int32_t len = common_prefix(sl->cache, sl->n_cache, t->prompt, t->n_prompt);
+    return len < sl->n_exact ? len : sl->n_exact;
+}
+
 // An idle slot: the one whose cache shares the longest prefix with the prompt
 // if that prefix is worth keeping, else the least recently used one (which
 // keeps the other slots' caches for their conversations).
@@ -243,7 +253,7 @@ static struct slot *pick_slot(struct server *s, const struct task *t) {
         struct slot *sl = &s->slots[i];
         if (sl->task) continue;
         if (!lru || sl->last_used < lru->last_used) lru = sl;
-        const int32_t len = t->cache_prompt ? common_prefix(sl->cache, sl->n_cache, t->prompt, t->n_prompt) : 0;
+        const int32_t len = reusable(sl, t);
         if (len > best_len) best = sl, best_len = len;
     }
     if (best && (best_len >= 32 || 2 * best_len >= t->n_prompt)) return best;
@@ -256,10 +266,10 @@ static void start_task(struct server *s, struct task *t) {
     sl->task = t;
     sl->t_start = server_now_ms();
     t->slot_id = sl->id;
-    int32_t keep = t->cache_prompt ? common_prefix(sl->cache, sl->n_cache, t->prompt, t->n_prompt) : 0;
+    int32_t keep = reusable(sl, t);
     if (keep >= t->n_prompt) keep = t->n_prompt - 1; // the last prompt token is evaluated again for its logits
     engine_seq_rm(s->engine, sl->id, keep, -1);
-    sl->n_cache = keep;
+    sl->n_cache = sl->n_exact = keep;
     sl->n_prompt_done = keep;
     t->n_cached = keep;
     sl->generating = false;
@@ -299,7 +309,7 @@ static void run_embed(struct server *s, struct task *t) {
     }
     t->t_prompt_ms = server_now_ms() - t0;
     if (!engine_is_encoder(s->engine))
-        for (int i = 0; i < s->cfg.n_slots; i++) s->slots[i].n_cache = 0; // the cache was cleared
+        for (int i = 0; i < s->cfg.n_slots; i++) s->slots[i].n_cache = s->slots[i].n_exact = 0; // the cache was cleared
     if (t->finish == FINISH_NONE) t->finish = FINISH_STOP_EOG;
     task_done(s, t);
 }
@@ -507,6 +517,8 @@ static void decode_step(struct server *s) {
             memcpy(sl->cache + sl->n_cache, sl->task->prompt + sl->n_prompt_done, (size_t)sl->chunk * sizeof(int32_t));
             sl->n_cache += sl->chunk;
             sl->n_prompt_done += sl->chunk;
+            // every prompt token but the last (which gave logits) was a prompt row
+            sl->n_exact = sl->n_prompt_done < sl->task->n_prompt ? sl->n_prompt_done : sl->task->n_prompt - 1;
             if (sl->n_prompt_done == sl->task->n_prompt) {
                 sl->generating = true;
                 sl->t_gen_start = server_now_ms();
