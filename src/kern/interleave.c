@@ -6,15 +6,16 @@
 #include "kern.h"
 
 // The layouts (kern.h): legacy blocks (an fp16 d, then the quants, Q5_0's
-// fifth bits first) keep the scales apart; K-quant blocks interleave every
-// dword (Q6_K's 2-byte tail, its d, goes after them); 16-bit floats every value.
-enum { ILV_NONE, ILV_LEGACY, ILV_DWORDS, ILV_HALVES };
+// fifth bits first) keep the scales apart, Q8_0's quants made unsigned (+128);
+// K-quant blocks interleave every dword (Q6_K's 2-byte tail, its d, goes after
+// them); 16-bit floats every value.
+enum { ILV_NONE, ILV_LEGACY, ILV_LEGACY_U8, ILV_DWORDS, ILV_HALVES };
 
 static int ilv_layout(int type) {
     switch (type) {
     case QUANT_Q4_0:
-    case QUANT_Q5_0:
-    case QUANT_Q8_0: return ILV_LEGACY;
+    case QUANT_Q5_0: return ILV_LEGACY;
+    case QUANT_Q8_0: return ILV_LEGACY_U8;
     case QUANT_Q4_K:
     case QUANT_Q5_K:
     case QUANT_Q6_K: return ILV_DWORDS;
@@ -42,15 +43,19 @@ static void ilv_block(int layout, size_t bb, int ri, uint8_t *gb, uint8_t *blk, 
         else memcpy(blk, gb + 2 * ri, 2);
         return;
     }
-    if (layout == ILV_LEGACY) { // d apart, then the rest in dwords
+    uint32_t flip = 0;
+    if (layout == ILV_LEGACY || layout == ILV_LEGACY_U8) { // d apart, then the rest in dwords
         if (into_group) memcpy(gb + 2 * ri, blk, 2);
         else memcpy(blk, gb + 2 * ri, 2);
         gb += 2 * KERN_ILV_ROWS, blk += 2, bb -= 2;
+        if (layout == ILV_LEGACY_U8) flip = 0x80808080u; // signed quants <-> unsigned (q + 128)
     }
     uint8_t *dw = gb + 4 * ri;
     for (size_t t = 0; t < bb / 4; t++, dw += 64, blk += 4) {
-        if (into_group) memcpy(dw, blk, 4);
-        else memcpy(blk, dw, 4);
+        uint32_t v;
+        memcpy(&v, into_group ? blk : dw, 4);
+        v ^= flip;
+        memcpy(into_group ? dw : blk, &v, 4);
     }
     if (bb % 4) { // Q6_K's d, after the dwords of the group
         uint8_t *tail = gb + bb / 4 * 64 + 2 * ri;

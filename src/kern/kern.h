@@ -29,7 +29,8 @@ struct kern_mat {
 // 4-row GEMV step reads four streams and spends much of its work gathering
 // and spreading each row's blocks. Interleaved, a group of KERN_ILV_ROWS
 // rows is one stream in which block b of all the group's rows lies together:
-//   legacy types (Q4_0: 4 parts, Q5_0: 5, its qh first, Q8_0: 8):
+//   legacy types (Q4_0: 4 parts, Q5_0: 5, its qh first, Q8_0: 8, its quants + 128
+//   as unsigned bytes, which vpdpbusd takes as they lie):
 //     [16 fp16 scales d, row r's at 2r][parts x 64 bytes: byte 4r + i of part p
 //                                       = byte 4p + i of row r's block quants]
 //   K-quants (Q4_K, Q5_K, Q6_K): 64-byte part t holds dword t of every row's
