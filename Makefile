@@ -54,6 +54,7 @@ LEVEL_FLAGS_x86_avx        := $(LEVEL_FLAGS_x86_sse42) -mavx
 LEVEL_FLAGS_x86_avx2       := $(LEVEL_FLAGS_x86_avx) -mavx2 -mfma -mf16c -mbmi -mbmi2
 LEVEL_FLAGS_x86_avx512     := $(LEVEL_FLAGS_x86_avx2) -mavx512f -mavx512bw -mavx512dq -mavx512vl
 LEVEL_FLAGS_x86_avx512vnni := $(LEVEL_FLAGS_x86_avx512) -mavx512vnni -mavx512bf16
+LEVEL_FLAGS_x86_avx512fp16 := $(LEVEL_FLAGS_x86_avx512vnni) -mavx512fp16
 LEVEL_FLAGS_arm_armv8_0         :=
 LEVEL_FLAGS_arm_armv8_2_dotprod := -march=armv8.2-a+dotprod+fp16
 LEVEL_FLAGS_arm_armv8_6_i8mm    := -march=armv8.6-a+dotprod+fp16+i8mm

@@ -30,10 +30,13 @@ RANDOM = ENCODERS + DECODERS
 # rounding and the half-table GELU flip differently in the last bit); gemma3-F16
 # <= 7e-5, bert-F32 <= 1e-5, nomic-bert-F16 <= 1e-4; Q8_0 models (Q8_0
 # activations: a last-bit difference flips a quant now and then) up to 1.9e-3.
+# On CPUs with AVX-512 FP16 the F16 GEMM keeps fp16 sums over 16 products
+# (src/kern/impl/gemm_f16h.inc): MiniLM <= 3.8e-4 (cos >= 0.999998), gemma3-F16
+# <= 7e-4, nomic-bert-F16 <= 1.4e-3 (cos >= 0.99998).
 # A wrong pooling, a missing bias or a causal mask costs far more (cos < 0.99).
 MIN_COS = 0.9999
 MAX_DIFF = {"minilm": 1e-3, "gemma3-F16": 1e-3, "llama-Q8_0": 5e-3, "bert-F32": 1e-3, "bert-Q8_0": 5e-3,
-            "nomic-bert-F16": 1e-3}
+            "nomic-bert-F16": 2e-3}
 
 
 def load(name):

@@ -95,7 +95,7 @@ def test_generation_stops_when_context_is_full(llmfile, model):
     assert "context full (12 tokens)" in proc.stderr
 
 
-LEVELS = {"x86_64": ["sse2", "ssse3", "sse42", "avx", "avx2", "avx512", "avx512vnni"],
+LEVELS = {"x86_64": ["sse2", "ssse3", "sse42", "avx", "avx2", "avx512", "avx512vnni", "avx512fp16"],
           "aarch64": ["armv8.0", "armv8.2", "armv8.6"]}.get(os.uname().machine, [])
 
 

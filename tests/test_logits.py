@@ -80,3 +80,19 @@ def test_two_sequences_in_one_batch(name, test_models):
                            str(TOLERANCE.get(wtype, QUANT_TOLERANCE)), "multi"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# Prompt rows take the GEMM kernels. On CPUs with AVX-512 FP16 the F16 tile keeps
+# fp16 sums over 16 products (src/kern/impl/gemm_f16h.inc): measured at worst 4.6e-3
+# (gemma3-F16; 2.1e-3 llama-F16) where f32 sums give 1e-3.
+@pytest.mark.parametrize("golden", [g for g in golden_files() if not g.name.endswith(".seq.bin")],
+                         ids=lambda p: p.name)
+def test_logits_after_prompt_rows(golden, test_models):
+    """Each position's logits from a batch in which the tokens before it are prompt rows
+    (no logits wanted): their keys and values come from the GEMM tiles."""
+    name = model_name(golden)
+    wtype = name.split("-")[-1]
+    proc = subprocess.run([str(CHECK), str(test_models / f"{name}.gguf"), str(golden),
+                           str(TOLERANCE.get(wtype, QUANT_TOLERANCE)), "prompt"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

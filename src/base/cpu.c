@@ -57,6 +57,7 @@ void cpu_detect(struct cpu_features *f) {
         f->avx512bw = r[1] & (1u << 30);
         f->avx512vl = r[1] & (1u << 31);
         f->avx512vnni = r[2] & (1u << 11);
+        f->avx512fp16 = r[3] & (1u << 23);
         const unsigned max_sub = r[0];
         if (max_sub >= 1) {
             cpuid(7, 1, r);
@@ -92,7 +93,8 @@ void cpu_features_string(const struct cpu_features *f, char *buf, size_t cap) {
         {f->f16c, "f16c"},         {f->fma, "fma"},         {f->avx2, "avx2"},
         {f->bmi2, "bmi2"},         {f->avx512f, "avx512f"}, {f->avx512bw, "avx512bw"},
         {f->avx512dq, "avx512dq"}, {f->avx512vl, "avx512vl"}, {f->avx512vnni, "avx512vnni"},
-        {f->avx512bf16, "avx512bf16"}, {f->os_avx, "os-saves-ymm"}, {f->os_avx512, "os-saves-zmm"},
+        {f->avx512bf16, "avx512bf16"}, {f->avx512fp16, "avx512fp16"},
+        {f->os_avx, "os-saves-ymm"}, {f->os_avx512, "os-saves-zmm"},
         {f->asimd, "asimd"},       {f->dotprod, "dotprod"}, {f->fp16, "fp16"},
         {f->i8mm, "i8mm"},
     };

@@ -11,7 +11,7 @@ struct cpu_features {
     char brand[49];
     // x86-64
     bool sse3, ssse3, sse41, sse42, popcnt, avx, f16c, fma, avx2, bmi2;
-    bool avx512f, avx512bw, avx512dq, avx512vl, avx512vnni, avx512bf16;
+    bool avx512f, avx512bw, avx512dq, avx512vl, avx512vnni, avx512bf16, avx512fp16;
     bool os_avx, os_avx512; // the OS saves YMM / ZMM state (XGETBV)
     // ARM64
     bool asimd, dotprod, fp16, i8mm;

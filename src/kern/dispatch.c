@@ -18,6 +18,7 @@ const struct kern_ops *kern_ops_avx(void);
 const struct kern_ops *kern_ops_avx2(void);
 const struct kern_ops *kern_ops_avx512(void);
 const struct kern_ops *kern_ops_avx512vnni(void);
+const struct kern_ops *kern_ops_avx512fp16(void);
 
 static bool has_sse2(const struct cpu_features *f) { (void)f; return true; }
 static bool has_ssse3(const struct cpu_features *f) { return f->sse3 && f->ssse3; }
@@ -28,6 +29,7 @@ static bool has_avx512(const struct cpu_features *f) {
     return has_avx2(f) && f->avx512f && f->avx512bw && f->avx512dq && f->avx512vl && f->os_avx512;
 }
 static bool has_avx512vnni(const struct cpu_features *f) { return has_avx512(f) && f->avx512vnni && f->avx512bf16; }
+static bool has_avx512fp16(const struct cpu_features *f) { return has_avx512vnni(f) && f->avx512fp16; }
 
 static const struct kern_level LEVELS[] = {
     {"sse2", "x86-64 baseline: SSE2 (K8, 2003)", has_sse2, kern_ops_sse2},
@@ -36,7 +38,8 @@ static const struct kern_level LEVELS[] = {
     {"avx", "AVX (Sandy Bridge)", has_avx, kern_ops_avx},
     {"avx2", "AVX2 + FMA + F16C (Haswell, Zen 1-3)", has_avx2, kern_ops_avx2},
     {"avx512", "AVX-512 F/BW/DQ/VL (Skylake-X)", has_avx512, kern_ops_avx512},
-    {"avx512vnni", "AVX-512 VNNI + BF16 (Zen 4, Sapphire Rapids)", has_avx512vnni, kern_ops_avx512vnni},
+    {"avx512vnni", "AVX-512 VNNI + BF16 (Zen 4, Zen 5)", has_avx512vnni, kern_ops_avx512vnni},
+    {"avx512fp16", "AVX-512 FP16 (Sapphire Rapids and later)", has_avx512fp16, kern_ops_avx512fp16},
 };
 #elif defined(__aarch64__)
 const struct kern_ops *kern_ops_armv8_0(void);

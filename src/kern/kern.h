@@ -83,6 +83,9 @@ struct kern_gemm {
                  int64_t y_stride, int accumulate);
     // pack from interleaved groups (w at the first one's start; rm and nr whole groups); NULL: none
     void (*pack_ilv)(const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc, void *panel);
+    // products each fp16 sum takes before it goes into f32 (the avx512fp16 level's F16
+    // tile, gemm_f16h.inc); 0: the sums are f32
+    int half_sum_steps;
 };
 
 // GEMV (generation): y[r] = w[r] . act for the nr consecutive weight rows at w

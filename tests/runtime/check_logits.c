@@ -1,9 +1,13 @@
 // Compares llmfile's logits with llama.cpp's for one model and one golden file
 // (format: tools/gen_logit_goldens.py). Usage:
-//   check_logits MODEL.gguf GOLDEN.bin MAX_REL_ERR [multi]
+//   check_logits MODEL.gguf GOLDEN.bin MAX_REL_ERR [multi|prompt]
 // With "multi" the sequence is decoded as two sequences at once (ids 0 and 1,
 // interleaved in one batch, the second preceded by a half-length prefix
 // decoded earlier) and both must match: the KV cache keeps sequences apart.
+// With "prompt" position i's logits come from a fresh batch of tokens 0..i
+// in which only token i wants logits: tokens 0..i-1 are prompt rows, so their
+// keys and values come from the GEMM kernels (rows that want logits take the
+// GEMV ones).
 // MAX_REL_ERR bounds max|ours - theirs| / max|theirs| over each position. The
 // top-1 token must match wherever llama.cpp's top-2 margin exceeds the error.
 #include <math.h>
@@ -54,6 +58,11 @@ int main(int argc, char **argv) {
     llm_err err;
     struct engine *e;
     const bool multi = argc == 5 && !strcmp(argv[4], "multi");
+    const bool prompt = argc == 5 && !strcmp(argv[4], "prompt");
+    if (argc == 5 && !multi && !prompt) {
+        fprintf(stderr, "check_logits: unknown mode '%s' (multi or prompt)\n", argv[4]);
+        return 2;
+    }
     struct engine_params p = {.model_path = argv[1], .n_threads = 2, .n_ctx = 2 * g.n_tokens + 8, .n_seq_max = 2};
     if (engine_load(&e, &p, &err)) {
         fprintf(stderr, "%s\n", err.msg);
@@ -93,7 +102,17 @@ int main(int argc, char **argv) {
             memcpy(dst + (size_t)b.pos[j] * g.n_vocab, engine_logits(e, j), g.n_vocab * sizeof(float));
         }
     }
-    for (uint32_t i = 0; i < g.n_tokens && !multi; i++) {
+    for (uint32_t i = 0; i < g.n_tokens && prompt; i++) {
+        engine_seq_rm(e, 0, 0, -1);
+        engine_batch_clear(&b);
+        for (uint32_t j = 0; j <= i; j++) engine_batch_add(&b, g.tokens[j], (int32_t)j, 0, j == i);
+        if (engine_decode(e, &b, &err)) {
+            fprintf(stderr, "decode: %s\n", err.msg);
+            return 2;
+        }
+        memcpy(ours + (size_t)i * g.n_vocab, engine_logits(e, (int32_t)i), g.n_vocab * sizeof(float));
+    }
+    for (uint32_t i = 0; i < g.n_tokens && !multi && !prompt; i++) {
         if (sequential) engine_batch_clear(&b);
         engine_batch_add(&b, g.tokens[i], (int32_t)i, 0, true);
         if (sequential || i + 1 == g.n_tokens) {

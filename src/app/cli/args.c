@@ -120,7 +120,7 @@ void cli_print_help(void) {
         "\n"
         "cpu:\n"
         "  --cpu-level LEVEL         use kernels no newer than LEVEL (also $LLMFILE_CPU_LEVEL);\n"
-        "                            x86-64: sse2 ssse3 sse42 avx avx2 avx512 avx512vnni\n"
+        "                            x86-64: sse2 ssse3 sse42 avx avx2 avx512 avx512vnni avx512fp16\n"
         "                            arm64: armv8.0 armv8.2 armv8.6\n"
         "  --cpu-info                print the CPU's features and the level chosen, then exit\n"
         "  --mmap                    read the weights from the file's mapping; without it a model of up\n"
