@@ -138,7 +138,8 @@ tests: $(BUILD)/llmfile $(BUILD)/san/llmfile $(TEST_BIN) $(SAN_TEST_BIN) $(CROSS
 # an ARM sysroot (tests/test_qemu.py). Built with the tests when the compiler exists.
 arm64:
 	@$(MAKE) --no-print-directory ARCH=aarch64 CC=$(ARM64_CC) BUILD=$(BUILD)/arm64 LDFLAGS=-static NO_SERVER=1 \
-		$(BUILD)/arm64/llmfile $(BUILD)/arm64/tests/kern/test_levels $(BUILD)/arm64/tests/kern/test_gemm
+		$(BUILD)/arm64/llmfile $(BUILD)/arm64/tests/kern/test_levels $(BUILD)/arm64/tests/kern/test_gemm \
+		$(BUILD)/arm64/tests/base/test_pool
 
 # The whole suite: C unit tests (plain and sanitized) and end-to-end tests, run by
 # pytest. Installs what is missing first, in order (a bare machine has no compiler).

@@ -9,6 +9,7 @@ tests (dots and GEMM tiles) pass there, and the real default model's greedy toke
 equal llama.cpp's.
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,17 @@ def test_arm_gemm_matches_reference():
     out = proc.stdout.decode()
     assert "armv8.2 (11 types with a GEMM kernel)" in out and "armv8.6 (11 types with a GEMM kernel)" in out, out
     assert " 0 failed" in out
+
+
+@needs_qemu_arm
+def test_arm_thread_pool_hand_overs():
+    # 300000 short jobs across spinning and sleeping threads: a lost wake-up hangs
+    # (test_pool's alarm ends it). qemu-aarch64 does not keep seq_cst's store-load
+    # order on this host, which once hung pool_run here.
+    proc = subprocess.run([QEMU_ARM, "-cpu", "max", str(ARM_BUILD / "tests" / "base" / "test_pool")],
+                          capture_output=True, timeout=300, env=dict(os.environ, TEST_POOL_JOBS="300000"))
+    assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()
+    assert b" 0 failed" in proc.stdout
 
 
 @needs_qemu_arm
