@@ -27,6 +27,7 @@ llmfile from build/llmfile.
 """
 import argparse
 import json
+import math
 import os
 import pathlib
 import platform
@@ -180,14 +181,19 @@ def main():
             flop = prompt_flops_per_token(facts, a.p)
             for r in range(a.rounds):
                 first_ours = r % 2 == 0
+                # -p 0 or -n 0 skips that test (its speeds read as nan).
                 for ours in (first_ours, not first_ours):
-                    if ours:
+                    if a.p == 0:
+                        runs["pp_ours" if ours else "pp_peer"].append(math.nan)
+                    elif ours:
                         runs["pp_ours"].append(llmfile_bench(path, t, a.p, 0))
                     else:
                         runs["pp_peer"].append(llamacpp_bench(path, t, a.p, 0))
                 probes.append(probe(t))
                 for ours in (first_ours, not first_ours):
-                    if ours:
+                    if a.n == 0:
+                        runs["tg_ours" if ours else "tg_peer"].append(math.nan)
+                    elif ours:
                         runs["tg_ours"].append(llmfile_bench(path, t, 0, a.n))
                     else:
                         runs["tg_peer"].append(llamacpp_bench(path, t, 0, a.n))
@@ -232,13 +238,15 @@ def main():
     print(f"| ----- | ------: | ---- | ----------: | ------------: | ----: | -----------------: | -------------------: |")
     for x in results:
         label = "default Gemma 3 270M" if x["model"] == "default" else f"TinyLlama 1.1B {x['model']}"
-        print(f"| {label} | {x['threads']} | pp{a.p} | {x['pp_ours']:.1f} | {x['pp_peer']:.1f} | "
-              f"{x['pp_ours'] / x['pp_peer']:.2f} | {100 * x['pp_frac_ours']:.0f}% of {x['peak_gops']:.0f} G/s | "
-              f"{100 * x['pp_frac_peer']:.0f}% |")
-        print(f"| {label} | {x['threads']} | tg{a.n} | {x['tg_ours']:.1f} | {x['tg_peer']:.1f} | "
-              f"{x['tg_ours'] / x['tg_peer']:.2f} | {100 * x['tg_frac_ours']:.0f}% of {x['bw_gbs']:.1f} GB/s "
-              f"(best pass {x['bw_best_gbs']:.1f}) | "
-              f"{100 * x['tg_frac_peer']:.0f}% |")
+        if a.p > 0:
+            print(f"| {label} | {x['threads']} | pp{a.p} | {x['pp_ours']:.1f} | {x['pp_peer']:.1f} | "
+                  f"{x['pp_ours'] / x['pp_peer']:.2f} | {100 * x['pp_frac_ours']:.0f}% of {x['peak_gops']:.0f} G/s | "
+                  f"{100 * x['pp_frac_peer']:.0f}% |")
+        if a.n > 0:
+            print(f"| {label} | {x['threads']} | tg{a.n} | {x['tg_ours']:.1f} | {x['tg_peer']:.1f} | "
+                  f"{x['tg_ours'] / x['tg_peer']:.2f} | {100 * x['tg_frac_ours']:.0f}% of {x['bw_gbs']:.1f} GB/s "
+                  f"(best pass {x['bw_best_gbs']:.1f}) | "
+                  f"{100 * x['tg_frac_peer']:.0f}% |")
         for test, size in (("ppd", a.p), ("tgd", a.n)):
             if f"{test}_ours" in x:
                 print(f"| {label} | {x['threads']} | {test[:2]}{size} @ d{a.depth} | {x[test + '_ours']:.1f} | "

@@ -287,12 +287,15 @@ static void check_shared(const struct kern_ops *o, struct pool **pools, int n_po
 // block; batch invariance; what may not be interleaved; and a level without
 // the kernels refusing interleaved weights.
 static void check_interleaved(const struct kern_ops *o, struct pool **pools, int n_pools, int64_t n_count) {
-    static const int64_t shapes[][2] = {{16, 1}, {48, 3}, {80, 9}, {32, 134}}; // m, k in blocks
+    // m, k in blocks; k 0: three blocks past the interleaved GEMVs' slice of activations
+    // (KV_ILV_SLICE_VALUES, gemv_x86.inc), so rows of two slices
+    static const int64_t shapes[][2] = {{16, 1}, {48, 3}, {80, 9}, {32, 0}};
     for (int type = 0; type < QUANT_TYPE_COUNT; type++) {
         if (!o->gemv_ilv[type]) continue;
         const struct quant_traits *tr = quant_get(type);
         for (int si = 0; si < 4; si++) {
-            const int64_t m = shapes[si][0], k = shapes[si][1] * tr->block_elems;
+            const int64_t blocks = shapes[si][1] ? shapes[si][1] : 16384 / tr->block_elems + 3;
+            const int64_t m = shapes[si][0], k = blocks * tr->block_elems;
             for (int64_t n = 1; n <= (si == 3 ? 3 : n_count); n++)
                 check_matmul_ilv(o, pools[(si + n) % n_pools], type, m, k, n, (int)(n % 3 == 0),
                                  n % 2 ? 0 : tr->block_elems, true);
