@@ -64,6 +64,48 @@ def test_depth(llmfile, tiny_models):
     assert [(r["test"], r["n_depth"]) for r in rows] == [("tg2 @ d5", "5")]
 
 
+def parse_profiles(stderr):
+    """{test: {stage: [ms per token, share %, calls per token, GB/s or None]}, "total": ms}."""
+    profiles, cur = {}, None
+    for line in stderr.splitlines():
+        if line.startswith("profile of "):
+            cur = profiles.setdefault(line.split()[2], {})
+        elif cur is not None and line.startswith("| ") and not line.startswith(("| stage", "| -")):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if cells[0] == "total":
+                cur["total"] = float(cells[1])
+            else:
+                cur[cells[0]] = [float(cells[1]), float(cells[2].rstrip("%")), float(cells[3]),
+                                 float(cells[4]) if cells[4] else None]
+    return profiles
+
+
+def test_profile(llmfile, tiny_models):
+    proc = bench(llmfile, "-m", tiny_models[0], "-p", "8", "-n", "4", "-r", "2", "-t", "2", "-d", "3",
+                 "--profile", "-o", "csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))  # the table stays whole on stdout
+    assert [r["test"] for r in rows] == ["pp8 @ d3", "tg4 @ d3"]
+    profiles = parse_profiles(proc.stderr)
+    assert set(profiles) == {"pp8", "tg4"}, proc.stderr
+    matrices = ["q, k, v matrices", "attention output matrix", "FFN gate, up matrices", "FFN down matrix"]
+    tg = profiles["tg4"]
+    n_layer = tg["q, k, v matrices"][2]
+    assert n_layer >= 1 and n_layer == int(n_layer)
+    for stage in matrices + ["rope, cache store", "attention"]:
+        assert tg[stage][2] == n_layer, (stage, tg[stage])  # once per layer per token
+    assert tg["output matrix"][2] == 1  # once per generated token (the depth's prefill is not timed)
+    for stage in matrices + ["output matrix"]:
+        assert tg[stage][3] > 0, stage
+    assert tg["attention"][3] is None
+    for p in profiles.values():
+        stages = [v for k, v in p.items() if k != "total"]
+        assert abs(sum(v[1] for v in stages) - 100) < 1
+        assert abs(sum(v[0] for v in stages) - p["total"]) < 0.01 * p["total"] + 1e-3
+    # the timed stages are most of the run: ms per token against the measured speed
+    assert profiles["tg4"]["total"] <= 1e3 / float(rows[1]["avg_ts"]) * 1.05
+
+
 @pytest.mark.parametrize("args,expect", [
     (["-d", "-1"], "-d expects integers in [0, 1048576]"),
     (["-t", "0"], "-t expects integers in [1, 1024]"),
@@ -83,5 +125,5 @@ def test_bad_flags(llmfile, args, expect):
 def test_help(llmfile):
     proc = bench(llmfile, "--help")
     assert proc.returncode == 0
-    for flag in ["-m", "-p", "-n", "-d", "-t", "-r", "-b", "-o", "--cpu-level", "--mmap"]:
+    for flag in ["-m", "-p", "-n", "-d", "-t", "-r", "-b", "-o", "--cpu-level", "--mmap", "--profile"]:
         assert f" {flag}" in proc.stdout, flag

@@ -191,13 +191,40 @@ struct model_work {
     float *out;      // [n_out][n_embd]
 };
 
+// Where the decoder's forward passes' time goes (llmfile bench --profile): per
+// stage, seconds, calls and the weight bytes its matrices hold, summed over
+// every pass while a profile is attached to the context.
+enum model_stage {
+    STAGE_QKV,       // the q, k, v matrices
+    STAGE_ROPE_KV,   // rotary positions, q/k norms, keys and values into the cache
+    STAGE_ATTENTION, // scores, softmax, values over the cache
+    STAGE_ATTN_OUT,  // the attention output matrix
+    STAGE_FFN_IN,    // the FFN's gate and up matrices
+    STAGE_FFN_DOWN,  // the FFN's down matrix
+    STAGE_OUTPUT,    // the output (vocabulary) matrix
+    STAGE_ROW_OPS,   // embeddings, norms, activations, residual adds
+    STAGE_COUNT
+};
+struct model_profile {
+    double seconds[STAGE_COUNT];
+    double weight_bytes[STAGE_COUNT]; // of the matrices the stage multiplied by, once per call
+    int64_t calls[STAGE_COUNT];
+};
+const char *model_stage_name(enum model_stage s);
+
 struct model_ctx {
     const struct model *model;
     struct kv_cache kv;
     struct kern_ctx kc;
     struct pool *pool;
     struct model_work w;
+    struct model_profile *profile; // NULL: passes are not timed
 };
+
+// Stage timing inside the passes (nothing without a profile): t0 =
+// model_stage_start(mc), the stage, then model_stage_add(mc, stage, t0, bytes).
+double model_stage_start(const struct model_ctx *mc);
+void model_stage_add(struct model_ctx *mc, enum model_stage s, double t0, double weight_bytes);
 
 int  model_ctx_init(struct model_ctx *mc, const struct model *m, const struct kern_ops *ops,
                     struct pool *pool, int64_t n_ctx, int32_t n_seq_max, llm_err *err);

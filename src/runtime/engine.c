@@ -103,6 +103,7 @@ const struct model *engine_model(const struct engine *e) { return &e->model; }
 int64_t engine_n_ctx(const struct engine *e) { return e->p.n_ctx; }
 int engine_n_threads(const struct engine *e) { return e->p.n_threads; }
 const char *engine_cpu_level(const struct engine *e) { return e->mc.kc.ops ? e->mc.kc.ops->level : "none"; }
+void engine_set_profile(struct engine *e, struct model_profile *p) { e->mc.profile = p; }
 
 int engine_decode(struct engine *e, const struct engine_batch *b, llm_err *err) {
     if (!e->pool) return err_set(err, "this engine holds only a vocabulary");

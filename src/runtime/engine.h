@@ -50,6 +50,8 @@ const struct model *engine_model(const struct engine *e);
 int64_t engine_n_ctx(const struct engine *e);
 int engine_n_threads(const struct engine *e);
 const char *engine_cpu_level(const struct engine *e);
+// Times every forward pass's stages into p (NULL: stop), summing until detached.
+void engine_set_profile(struct engine *e, struct model_profile *p);
 
 // Runs the batch (split into n_batch pieces if larger). Afterwards
 // engine_logits(e, i) gives the logits [n_vocab] of batch entry i, if it asked.

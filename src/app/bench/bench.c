@@ -36,6 +36,7 @@ struct bench_args {
     int n_batch;
     const char *cpu_level;
     bool mmap_only;          // --mmap
+    bool profile;            // --profile
     enum bench_format format;
 };
 
@@ -70,6 +71,10 @@ static void print_usage(FILE *f) {
           "  --cpu-level LEVEL         use kernels no newer than LEVEL (see llmfile --cpu-info)\n"
           "  --mmap                    read the weights from the file's mapping, not from a copy on\n"
           "                            huge pages (see llmfile --help)\n"
+          "  --profile                 after each test, where its time went, per token (to stderr):\n"
+          "                            matrices, attention, other row operations; for the matrices\n"
+          "                            also their weights' bytes per second (generation: the memory\n"
+          "                            bandwidth they reach)\n"
           "  -h, --help                this text\n",
           f);
 }
@@ -119,6 +124,10 @@ static int parse_args(struct bench_args *a, int argc, char **argv, bool *help) {
         }
         if (!strcmp(f, "--mmap")) {
             a->mmap_only = true;
+            continue;
+        }
+        if (!strcmp(f, "--profile")) {
+            a->profile = true;
             continue;
         }
         const bool known = !strcmp(f, "-m") || !strcmp(f, "--model") || !strcmp(f, "-p") ||
@@ -177,31 +186,76 @@ static int32_t bench_token(uint64_t *state, int64_t n_vocab) {
     return (int32_t)((*state >> 33) % (uint64_t)n_vocab);
 }
 
-// After `depth` tokens decoded untimed, decodes n tokens as one prompt (split
-// into n_batch pieces by the engine), or, for a generation test, one token per
-// decode. Returns seconds, or -1.
-static double run_test(struct engine *e, struct engine_batch *b, int depth, int n, bool generation, llm_err *err) {
+// Decodes n tokens after position `depth` as one prompt (split into n_batch
+// pieces by the engine), or, for a generation test, one token per decode.
+// Returns seconds, or -1.
+static double timed_decode(struct engine *e, struct engine_batch *b, int depth, int n, bool generation,
+                           uint64_t *rng, llm_err *err) {
     const int64_t n_vocab = engine_hparams(e)->n_vocab;
-    uint64_t rng = 42;
-    engine_seq_rm(e, -1, 0, -1);
-    if (depth > 0) {
-        engine_batch_clear(b);
-        for (int i = 0; i < depth; i++) engine_batch_add(b, bench_token(&rng, n_vocab), i, 0, false);
-        if (engine_decode(e, b, err)) return -1;
-    }
     const double t0 = now_s();
     if (!generation) {
         engine_batch_clear(b);
-        for (int i = 0; i < n; i++) engine_batch_add(b, bench_token(&rng, n_vocab), depth + i, 0, i == n - 1);
+        for (int i = 0; i < n; i++) engine_batch_add(b, bench_token(rng, n_vocab), depth + i, 0, i == n - 1);
         if (engine_decode(e, b, err)) return -1;
     } else {
         for (int i = 0; i < n; i++) {
             engine_batch_clear(b);
-            engine_batch_add(b, bench_token(&rng, n_vocab), depth + i, 0, true);
+            engine_batch_add(b, bench_token(rng, n_vocab), depth + i, 0, true);
             if (engine_decode(e, b, err)) return -1;
         }
     }
     return now_s() - t0;
+}
+
+// A test's run: `depth` tokens decoded untimed, then the timed part, whose
+// stages prof (if not NULL) adds up. Returns seconds, or -1.
+static double run_test(struct engine *e, struct engine_batch *b, int depth, int n, bool generation,
+                       struct model_profile *prof, llm_err *err) {
+    uint64_t rng = 42;
+    engine_seq_rm(e, -1, 0, -1);
+    if (depth > 0) {
+        engine_batch_clear(b);
+        for (int i = 0; i < depth; i++) engine_batch_add(b, bench_token(&rng, engine_hparams(e)->n_vocab), i, 0, false);
+        if (engine_decode(e, b, err)) return -1;
+    }
+    engine_set_profile(e, prof);
+    const double seconds = timed_decode(e, b, depth, n, generation, &rng, err);
+    engine_set_profile(e, NULL);
+    return seconds;
+}
+
+// A test's profile, kept to print after the table (which stays whole).
+struct test_profile {
+    struct bench_result result;
+    struct model_profile profile;
+};
+
+static int keep_profile(struct test_profile **all, int *n, const struct bench_result *r,
+                        const struct model_profile *p) {
+    struct test_profile *grown = realloc(*all, (size_t)(*n + 1) * sizeof *grown);
+    if (!grown) return -1;
+    grown[*n] = (struct test_profile){*r, *p};
+    *all = grown;
+    (*n)++;
+    return 0;
+}
+
+// Where a test's time went (--profile), per token, to stderr.
+static void print_profile(const struct bench_result *r, const struct model_profile *p, int reps) {
+    const double tokens = (double)r->n_tokens * reps;
+    double total = 0;
+    for (int s = 0; s < STAGE_COUNT; s++) total += p->seconds[s];
+    fprintf(stderr, "\nprofile of %s (%s, %d threads), per token over %d runs:\n", r->test, r->desc, r->threads, reps);
+    fprintf(stderr, "| stage | ms per token | share | calls per token | weights GB/s |\n");
+    fprintf(stderr, "| ----- | -----------: | ----: | --------------: | -----------: |\n");
+    for (int s = 0; s < STAGE_COUNT; s++) {
+        if (!p->calls[s]) continue;
+        fprintf(stderr, "| %s | %.4f | %.1f%% | %.1f |", model_stage_name((enum model_stage)s),
+                1e3 * p->seconds[s] / tokens, total > 0 ? 100 * p->seconds[s] / total : 0, p->calls[s] / tokens);
+        if (p->weight_bytes[s] > 0 && p->seconds[s] > 0) fprintf(stderr, " %.1f |\n", p->weight_bytes[s] / p->seconds[s] / 1e9);
+        else fprintf(stderr, " |\n");
+    }
+    fprintf(stderr, "| total | %.4f | 100%% | | |\n", 1e3 * total / tokens);
 }
 
 // llama.cpp's names of general.file_type values, as llama-bench prints them.
@@ -327,6 +381,8 @@ int bench_main(int argc, char **argv, const char *default_model) {
 
     print_header(a.format);
     bool first = true;
+    struct test_profile *profiles = NULL; // --profile: printed after the table
+    int n_profiles = 0;
     double times[MAX_REPS];
     for (int mi = 0; mi < a.n_models; mi++) {
         for (int ti = 0; ti < a.n_threads; ti++) {
@@ -337,6 +393,7 @@ int bench_main(int argc, char **argv, const char *default_model) {
             llm_err err;
             if (engine_load_with_bar(&e, &ep, &err)) {
                 if (a.format == FMT_JSON) printf("\n]\n");
+                free(profiles);
                 return bench_fail("%s%s", err.msg, "");
             }
             if (engine_n_ctx(e) < max_tokens) {
@@ -344,11 +401,13 @@ int bench_main(int argc, char **argv, const char *default_model) {
                 snprintf(msg, sizeof msg, "tests need %d tokens of context but the model allows %lld", max_tokens,
                          (long long)engine_n_ctx(e));
                 engine_free(e);
+                free(profiles);
                 return bench_fail("%s: %s", a.models[mi], msg);
             }
             struct engine_batch batch;
             if (engine_batch_init(&batch, max_tokens, &err)) {
                 engine_free(e);
+                free(profiles);
                 return bench_fail("%s%s", err.msg, "");
             }
             struct bench_result r = {.model_path = a.models[mi], .level = engine_cpu_level(e),
@@ -362,12 +421,15 @@ int bench_main(int argc, char **argv, const char *default_model) {
                     for (int si = 0; si < n_sizes; si++) {
                         const int n = generation ? a.gens[si] : a.prompts[si];
                         if (n == 0) continue;
+                        struct model_profile prof = {0};
                         for (int rep = -1; rep < a.reps; rep++) { // rep -1: warm-up
-                            const double s = run_test(e, &batch, depth, n, generation, &err);
+                            const double s = run_test(e, &batch, depth, n, generation,
+                                                      a.profile && rep >= 0 ? &prof : NULL, &err);
                             if (s < 0) {
                                 engine_batch_free(&batch);
                                 engine_free(e);
-                                return bench_fail("%s%s", err.msg, "");
+                                free(profiles);
+                return bench_fail("%s%s", err.msg, "");
                             }
                             if (rep >= 0) times[rep] = n / s;
                         }
@@ -378,6 +440,12 @@ int bench_main(int argc, char **argv, const char *default_model) {
                         r.n_depth = depth;
                         stats(times, a.reps, &r.mean, &r.sd);
                         print_result(a.format, &r, first);
+                        if (a.profile && keep_profile(&profiles, &n_profiles, &r, &prof)) {
+                            engine_batch_free(&batch);
+                            engine_free(e);
+                            free(profiles);
+                            return bench_fail("out of memory%s%s", "", "");
+                        }
                         first = false;
                     }
                 }
@@ -386,5 +454,8 @@ int bench_main(int argc, char **argv, const char *default_model) {
         }
     }
     if (a.format == FMT_JSON) printf("\n]\n");
+    fflush(stdout);
+    for (int i = 0; i < n_profiles; i++) print_profile(&profiles[i].result, &profiles[i].profile, a.reps);
+    free(profiles);
     return 0;
 }
