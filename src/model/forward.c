@@ -19,7 +19,7 @@ const char *model_stage_name(enum model_stage s) {
     return (unsigned)s < STAGE_COUNT ? names[s] : "?";
 }
 
-double model_stage_start(const struct model_ctx *mc) {
+double model_stage_clock(const struct model_ctx *mc) {
     if (!mc->profile) return 0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -29,9 +29,11 @@ double model_stage_start(const struct model_ctx *mc) {
 // Bytes of a matrix's weights (0 for an absent one).
 static double mat_bytes(const struct kern_mat *w) { return w->data ? (double)w->rows * (double)w->row_bytes : 0; }
 
-void model_stage_add(struct model_ctx *mc, enum model_stage s, double t0, double weight_bytes) {
+void model_stage_lap(struct model_ctx *mc, enum model_stage s, double *t, double weight_bytes) {
     if (!mc->profile) return;
-    mc->profile->seconds[s] += model_stage_start(mc) - t0;
+    const double now = model_stage_clock(mc);
+    mc->profile->seconds[s] += now - *t;
+    *t = now;
     mc->profile->weight_bytes[s] += weight_bytes;
     mc->profile->calls[s]++;
 }
@@ -674,59 +676,48 @@ int model_decode(struct model_ctx *mc, const struct model_batch *b_in, float *lo
     // Each per-token job also does the first step of the next block where it can
     // (the embedding and the FFN's residual add normalise for the next layer).
     f.next_norm = m->layers[0].attn_norm;
-    double t0 = model_stage_start(mc); // each stage's start (without a profile: 0, unused)
+    double t0 = model_stage_clock(mc); // the current stage's start (without a profile: 0, unused)
     run_tokens(&f, embed_job, hp->n_embd);
-    model_stage_add(mc, STAGE_ROW_OPS, t0, 0);
+    model_stage_lap(mc, STAGE_ROW_OPS, &t0, 0);
     for (f.il = 0; f.il < hp->n_layer; f.il++) {
         const struct model_layer *l = f.layer = &m->layers[f.il];
         f.next_norm = f.il + 1 < hp->n_layer ? m->layers[f.il + 1].attn_norm : NULL;
         const struct kern_mat *qkv[] = {&l->wq, &l->wk, &l->wv};
         float *qkv_out[] = {w->q, w->k, w->v};
         const int64_t qkv_width[] = {qw, mc->kv.k_width, mc->kv.v_width};
-        t0 = model_stage_start(mc);
         if (kern_matmul_rows_shared(&mc->kc, 3, qkv, w->xn, n, n_prompt, qkv_out, qkv_width, err)) goto done;
-        model_stage_add(mc, STAGE_QKV, t0, mat_bytes(&l->wq) + mat_bytes(&l->wk) + mat_bytes(&l->wv));
-        t0 = model_stage_start(mc);
+        model_stage_lap(mc, STAGE_QKV, &t0, mat_bytes(&l->wq) + mat_bytes(&l->wk) + mat_bytes(&l->wv));
         run_tokens(&f, qkv_job, qw + mc->kv.k_width + mc->kv.v_width);
-        model_stage_add(mc, STAGE_ROPE_KV, t0, 0);
-        t0 = model_stage_start(mc);
+        model_stage_lap(mc, STAGE_ROPE_KV, &t0, 0);
         run_attention(&f);
-        model_stage_add(mc, STAGE_ATTENTION, t0, 0);
-        t0 = model_stage_start(mc);
+        model_stage_lap(mc, STAGE_ATTENTION, &t0, 0);
         if (kern_matmul_rows(&mc->kc, &l->wo, w->att, n, n_prompt, w->tmp, hp->n_embd, err)) goto done;
-        model_stage_add(mc, STAGE_ATTN_OUT, t0, mat_bytes(&l->wo));
-        t0 = model_stage_start(mc);
+        model_stage_lap(mc, STAGE_ATTN_OUT, &t0, mat_bytes(&l->wo));
         run_tokens(&f, ffn_norm_job, hp->n_embd);
-        model_stage_add(mc, STAGE_ROW_OPS, t0, 0);
+        model_stage_lap(mc, STAGE_ROW_OPS, &t0, 0);
         const struct kern_mat *gate_up[] = {&l->ffn_gate, &l->ffn_up};
         float *gate_up_out[] = {w->gate, w->up};
         const int64_t ff_width[] = {hp->n_ff, hp->n_ff};
-        t0 = model_stage_start(mc);
         if (kern_matmul_rows_shared(&mc->kc, 2, gate_up, w->xn, n, n_prompt, gate_up_out, ff_width, err)) goto done;
-        model_stage_add(mc, STAGE_FFN_IN, t0, mat_bytes(&l->ffn_gate) + mat_bytes(&l->ffn_up));
-        t0 = model_stage_start(mc);
+        model_stage_lap(mc, STAGE_FFN_IN, &t0, mat_bytes(&l->ffn_gate) + mat_bytes(&l->ffn_up));
         run_tokens(&f, ffn_act_job, hp->n_ff);
-        model_stage_add(mc, STAGE_ROW_OPS, t0, 0);
-        t0 = model_stage_start(mc);
+        model_stage_lap(mc, STAGE_ROW_OPS, &t0, 0);
         if (kern_matmul_rows(&mc->kc, &l->ffn_down, w->gate, n, n_prompt, w->tmp, hp->n_embd, err)) goto done;
-        model_stage_add(mc, STAGE_FFN_DOWN, t0, mat_bytes(&l->ffn_down));
-        t0 = model_stage_start(mc);
+        model_stage_lap(mc, STAGE_FFN_DOWN, &t0, mat_bytes(&l->ffn_down));
         run_tokens(&f, ffn_out_job, hp->n_embd);
-        model_stage_add(mc, STAGE_ROW_OPS, t0, 0);
+        model_stage_lap(mc, STAGE_ROW_OPS, &t0, 0);
     }
     if (f.n_out && (logits || b->hidden)) {
-        t0 = model_stage_start(mc);
         if (f.n_out * hp->n_embd < SERIAL_VALUES) output_norm_job(&f, 0, 1);
         else pool_run(mc->pool, output_norm_job, &f);
         if (b->hidden) memcpy(b->hidden, w->out, (size_t)(f.n_out * hp->n_embd) * sizeof(float));
-        model_stage_add(mc, STAGE_ROW_OPS, t0, 0);
+        model_stage_lap(mc, STAGE_ROW_OPS, &t0, 0);
     }
     if (f.n_out && logits) {
-        t0 = model_stage_start(mc);
         if (kern_matmul_rows(&mc->kc, &m->output, w->out, f.n_out, b->all_prompt_rows ? f.n_out : 0, logits,
                              hp->n_vocab, err))
             goto done;
-        model_stage_add(mc, STAGE_OUTPUT, t0, mat_bytes(&m->output));
+        model_stage_lap(mc, STAGE_OUTPUT, &t0, mat_bytes(&m->output));
         if (hp->logit_softcap > 0) {
             const float cap = hp->logit_softcap;
             for (int64_t i = 0; i < f.n_out * hp->n_vocab; i++) logits[i] = tanhf(logits[i] / cap) * cap;

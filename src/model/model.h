@@ -221,10 +221,11 @@ struct model_ctx {
     struct model_profile *profile; // NULL: passes are not timed
 };
 
-// Stage timing inside the passes (nothing without a profile): t0 =
-// model_stage_start(mc), the stage, then model_stage_add(mc, stage, t0, bytes).
-double model_stage_start(const struct model_ctx *mc);
-void model_stage_add(struct model_ctx *mc, enum model_stage s, double t0, double weight_bytes);
+// Stage timing inside a pass (nothing without a profile): t = model_stage_clock(mc)
+// once, then after each stage model_stage_lap(mc, stage, &t, bytes), which gives
+// it the time since t and moves t on.
+double model_stage_clock(const struct model_ctx *mc);
+void model_stage_lap(struct model_ctx *mc, enum model_stage s, double *t, double weight_bytes);
 
 int  model_ctx_init(struct model_ctx *mc, const struct model *m, const struct kern_ops *ops,
                     struct pool *pool, int64_t n_ctx, int32_t n_seq_max, llm_err *err);

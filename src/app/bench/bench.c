@@ -215,7 +215,8 @@ static double run_test(struct engine *e, struct engine_batch *b, int depth, int 
     engine_seq_rm(e, -1, 0, -1);
     if (depth > 0) {
         engine_batch_clear(b);
-        for (int i = 0; i < depth; i++) engine_batch_add(b, bench_token(&rng, engine_hparams(e)->n_vocab), i, 0, false);
+        const int64_t n_vocab = engine_hparams(e)->n_vocab;
+        for (int i = 0; i < depth; i++) engine_batch_add(b, bench_token(&rng, n_vocab), i, 0, false);
         if (engine_decode(e, b, err)) return -1;
     }
     engine_set_profile(e, prof);
@@ -252,8 +253,10 @@ static void print_profile(const struct bench_result *r, const struct model_profi
         if (!p->calls[s]) continue;
         fprintf(stderr, "| %s | %.4f | %.1f%% | %.1f |", model_stage_name((enum model_stage)s),
                 1e3 * p->seconds[s] / tokens, total > 0 ? 100 * p->seconds[s] / total : 0, p->calls[s] / tokens);
-        if (p->weight_bytes[s] > 0 && p->seconds[s] > 0) fprintf(stderr, " %.1f |\n", p->weight_bytes[s] / p->seconds[s] / 1e9);
-        else fprintf(stderr, " |\n");
+        if (p->weight_bytes[s] > 0 && p->seconds[s] > 0)
+            fprintf(stderr, " %.1f |\n", p->weight_bytes[s] / p->seconds[s] / 1e9);
+        else
+            fprintf(stderr, " |\n");
     }
     fprintf(stderr, "| total | %.4f | 100%% | | |\n", 1e3 * total / tokens);
 }
@@ -382,7 +385,7 @@ int bench_main(int argc, char **argv, const char *default_model) {
     print_header(a.format);
     bool first = true;
     struct test_profile *profiles = NULL; // --profile: printed after the table
-    int n_profiles = 0;
+    int n_profiles = 0, rc = 0;
     double times[MAX_REPS];
     for (int mi = 0; mi < a.n_models; mi++) {
         for (int ti = 0; ti < a.n_threads; ti++) {
@@ -393,22 +396,22 @@ int bench_main(int argc, char **argv, const char *default_model) {
             llm_err err;
             if (engine_load_with_bar(&e, &ep, &err)) {
                 if (a.format == FMT_JSON) printf("\n]\n");
-                free(profiles);
-                return bench_fail("%s%s", err.msg, "");
+                rc = bench_fail("%s%s", err.msg, "");
+                goto done;
             }
             if (engine_n_ctx(e) < max_tokens) {
                 char msg[160];
                 snprintf(msg, sizeof msg, "tests need %d tokens of context but the model allows %lld", max_tokens,
                          (long long)engine_n_ctx(e));
                 engine_free(e);
-                free(profiles);
-                return bench_fail("%s: %s", a.models[mi], msg);
+                rc = bench_fail("%s: %s", a.models[mi], msg);
+                goto done;
             }
             struct engine_batch batch;
             if (engine_batch_init(&batch, max_tokens, &err)) {
                 engine_free(e);
-                free(profiles);
-                return bench_fail("%s%s", err.msg, "");
+                rc = bench_fail("%s%s", err.msg, "");
+                goto done;
             }
             struct bench_result r = {.model_path = a.models[mi], .level = engine_cpu_level(e),
                                      .threads = engine_n_threads(e)};
@@ -428,8 +431,8 @@ int bench_main(int argc, char **argv, const char *default_model) {
                             if (s < 0) {
                                 engine_batch_free(&batch);
                                 engine_free(e);
-                                free(profiles);
-                return bench_fail("%s%s", err.msg, "");
+                                rc = bench_fail("%s%s", err.msg, "");
+                                goto done;
                             }
                             if (rep >= 0) times[rep] = n / s;
                         }
@@ -443,8 +446,8 @@ int bench_main(int argc, char **argv, const char *default_model) {
                         if (a.profile && keep_profile(&profiles, &n_profiles, &r, &prof)) {
                             engine_batch_free(&batch);
                             engine_free(e);
-                            free(profiles);
-                            return bench_fail("out of memory%s%s", "", "");
+                            rc = bench_fail("out of memory%s%s", "", "");
+                            goto done;
                         }
                         first = false;
                     }
@@ -456,6 +459,7 @@ int bench_main(int argc, char **argv, const char *default_model) {
     if (a.format == FMT_JSON) printf("\n]\n");
     fflush(stdout);
     for (int i = 0; i < n_profiles; i++) print_profile(&profiles[i].result, &profiles[i].profile, a.reps);
+done:
     free(profiles);
-    return 0;
+    return rc;
 }
