@@ -3,7 +3,7 @@
 // gate, up (2048 inputs) and down (5632 inputs), random weights.
 //
 //   make bench-matmul && build/bench/matmul_bench [-t THREADS] [-n TOKENS] [-r REPS]
-//        [-l LEVEL] [-L LAYERS] [TYPE...]          TYPE: f32 f16 bf16 q8_0 q4_0 ... (default: the
+//        [-l LEVEL] [-L LAYERS] [-s ROWS,COLS] [TYPE...]   TYPE: f32 f16 bf16 q8_0 q4_0 ... (default: the
 //                                      prompt-processing types f16 q8_0 q4_0 q4_K q6_K)
 //
 // Prints, per type, the best of REPS passes over the layer's matrices: ms per
@@ -15,6 +15,9 @@
 // -L LAYERS: that many copies of the layer, run in turn, so that the weights
 // come from memory, not the last-level cache (use -L 22 with -n 1: one
 // layer's Q8_0 weights fit in a large L3, and GEMV then measures the cache).
+// -s ROWS,COLS: one matrix of that shape instead of the layer's seven (a "layer" is
+// then that matrix; -s 22528,2048 has about a layer's weights in one GEMV call, which
+// shows a kernel's streaming rate without the calls' starts and ends).
 // -H: weights on 2 MB huge pages (as a model copied at load is); -I: also
 // interleaved in groups of rows where the level has kernels for it (as
 // model_interleave does), implies -H.
@@ -51,11 +54,15 @@ static void *weights_alloc(size_t bytes, bool huge) {
     return p;
 }
 
-static const struct { const char *name; int64_t m, k; } SHAPES[] = {
+struct shape {
+    const char *name;
+    int64_t m, k; // rows, columns
+};
+static const struct shape LAYER[] = {
     {"q", 2048, 2048}, {"k", 256, 2048}, {"v", 256, 2048}, {"o", 2048, 2048},
     {"gate", 5632, 2048}, {"up", 5632, 2048}, {"down", 2048, 5632},
 };
-#define N_SHAPES (int)(sizeof SHAPES / sizeof SHAPES[0])
+#define LAYER_SHAPES (int)(sizeof LAYER / sizeof LAYER[0])
 
 static int type_by_name(const char *s) {
     for (int t = 0; t < QUANT_TYPE_COUNT; t++) {
@@ -69,6 +76,9 @@ int main(int argc, char **argv) {
     int threads = 2, reps = 3, layers = 1;
     bool huge = false, interleave = false;
     int64_t n = 512;
+    const struct shape *shapes = LAYER;
+    int n_shapes = LAYER_SHAPES;
+    struct shape custom = {"custom", 0, 0};
     const char *level = NULL;
     const char *types[32];
     int n_types = 0;
@@ -78,7 +88,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-l") && i + 1 < argc) level = argv[++i];
         else if (!strcmp(argv[i], "-L") && i + 1 < argc) layers = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "-H")) huge = true;
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc) {
+            long long m = 0, k = 0;
+            if (sscanf(argv[++i], "%lld,%lld", &m, &k) != 2 || m < 1 || k < 1 || m > (1 << 20) || k > (1 << 20)) {
+                fprintf(stderr, "-s wants ROWS,COLS (1..1048576 each), got %s\n", argv[i]);
+                return 1;
+            }
+            custom.m = m, custom.k = k, shapes = &custom, n_shapes = 1;
+        } else if (!strcmp(argv[i], "-H")) huge = true;
         else if (!strcmp(argv[i], "-I")) huge = interleave = true;
         else if (n_types < 32) types[n_types++] = argv[i];
     }
@@ -102,8 +119,17 @@ int main(int argc, char **argv) {
     struct kern_ctx kc;
     kern_ctx_init(&kc, lv->ops(), pool, &err);
     if (getenv("GEMM_KC")) kc.gemm_kc = atoll(getenv("GEMM_KC"));
-    float *x = malloc(sizeof(float) * (size_t)(n * 5632)), *y = malloc(sizeof(float) * (size_t)(n * 5632));
-    for (int64_t i = 0; i < n * 5632; i++) x[i] = frand();
+    int64_t max_m = 0, max_k = 0; // x: [n][max_k], y: [n][max_m]
+    for (int s = 0; s < n_shapes; s++) {
+        if (shapes[s].m > max_m) max_m = shapes[s].m;
+        if (shapes[s].k > max_k) max_k = shapes[s].k;
+    }
+    float *x = malloc(sizeof(float) * (size_t)(n * max_k)), *y = malloc(sizeof(float) * (size_t)(n * max_m));
+    if (!x || !y) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < n * max_k; i++) x[i] = frand();
     printf("level %s, %d threads, n = %lld, %d layer%s%s%s\n", lv->name, threads, (long long)n, layers,
            layers > 1 ? "s" : "", huge ? ", huge pages" : "", interleave ? ", interleaved" : "");
     for (int ti = 0; ti < n_types; ti++) {
@@ -112,25 +138,25 @@ int main(int argc, char **argv) {
             fprintf(stderr, "unknown weight type %s\n", types[ti]);
             return 1;
         }
-        struct kern_mat *mats = calloc((size_t)layers * N_SHAPES, sizeof *mats); // [layer][shape]
+        struct kern_mat *mats = calloc((size_t)layers * n_shapes, sizeof *mats); // [layer][shape]
         double ops = 0.0, bytes = 0.0; // per layer
-        for (int s = 0; s < N_SHAPES; s++) {
-            const int64_t m = SHAPES[s].m, k = SHAPES[s].k;
+        for (int s = 0; s < n_shapes; s++) {
+            const int64_t m = shapes[s].m, k = shapes[s].k;
             const size_t rb = quant_row_bytes(type, k);
             float *row = malloc(sizeof(float) * (size_t)k);
             for (int l = 0; l < layers; l++) {
                 uint8_t *w = weights_alloc(rb * (size_t)m, huge);
                 if (l > 0) {
                     memcpy(w, mats[s].data, rb * (size_t)m); // the same values, other memory
-                    mats[l * N_SHAPES + s] = mats[s];
-                    mats[l * N_SHAPES + s].data = w;
+                    mats[l * n_shapes + s] = mats[s];
+                    mats[l * n_shapes + s].data = w;
                     continue;
                 }
                     for (int64_t r = 0; r < m; r++) {
                         for (int64_t i = 0; i < k; i++) row[i] = frand() * 0.05f;
                         quant_get(type)->from_f32(row, w + (size_t)r * rb, k);
                     }
-                struct kern_mat *mat = &mats[l * N_SHAPES + s];
+                struct kern_mat *mat = &mats[l * n_shapes + s];
                 *mat = (struct kern_mat){w, type, m, k, rb, false};
                 if (interleave && kern_can_interleave(kc.ops, mat) && kern_interleave(mat, w, &err)) {
                     fprintf(stderr, "%s\n", err.msg);
@@ -144,7 +170,7 @@ int main(int argc, char **argv) {
         double best = 1e30, best_cpu = 1e30;
         for (int rep = 0; rep < reps; rep++) {
             const double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-            for (int s = 0; s < layers * N_SHAPES; s++)
+            for (int s = 0; s < layers * n_shapes; s++)
                 if (kern_matmul(&kc, &mats[s], x, n, y, mats[s].rows, &err)) {
                     fprintf(stderr, "%s\n", err.msg);
                     return 1;
@@ -159,7 +185,7 @@ int main(int argc, char **argv) {
                quant_get(type)->name, best * 1e3, ops / best * 1e-9, bytes / best * 1e-9,
                (double)n / (22.0 * best), ops / best_cpu * 1e-9, (double)n / (22.0 * best_cpu));
         fflush(stdout);
-        for (int s = 0; s < layers * N_SHAPES; s++) free((void *)mats[s].data);
+        for (int s = 0; s < layers * n_shapes; s++) free((void *)mats[s].data);
         free(mats);
     }
     kern_ctx_free(&kc);
