@@ -5,8 +5,8 @@ sampled generation must be byte-identical to the native run capped at that level
 (the same kernels run the same instructions, so any difference means an
 instruction the emulated CPU lacks ran somewhere, or dispatch went wrong).
 ARM64 (static cross build, `make arm64`): each CPU picks its level, the kernel unit
-tests (dots and GEMM tiles) pass there, and the real default model's greedy tokens
-equal llama.cpp's.
+tests (dots and GEMM tiles) pass there, ARMv8.6's smmla tiles give the dotprod tiles'
+bits, and the real default model's greedy tokens equal llama.cpp's.
 """
 import json
 import os
@@ -124,6 +124,25 @@ def test_arm_thread_pool_hand_overs():
                           capture_output=True, timeout=300, env=dict(os.environ, TEST_POOL_JOBS="300000"))
     assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()
     assert b" 0 failed" in proc.stdout
+
+
+@needs_qemu_arm
+def test_arm_i8mm_tiles_give_the_dotprod_bits(test_models):
+    # ARMv8.6's smmla tiles do the dotprod tiles' float operations in their order on
+    # exact integer sums, so a prompt's embedding (its rows through the GEMM) is the
+    # same to the bit at either level, for every integer type with a tile.
+    prompt = "the quick brown fox jumps over the lazy dog by the river bank at noon"
+    for name in ["Q8_0", "Q4_0", "Q5_0", "Q4_1", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]:
+        model = test_models / f"llama-{name}.gguf"
+        out = {}
+        for level in ["armv8.2", "armv8.6"]:
+            proc = run([QEMU_ARM, "-cpu", "max", ARM_BUILD / "llmfile", "-m", model, "--embedding", "-p", prompt,
+                        "-t", "2", "--cpu-level", level])
+            assert proc.returncode == 0, proc.stderr.decode()
+            assert f"{ARM_KERNEL_NAMES[level]} kernels".encode() in proc.stderr, proc.stderr.decode()
+            out[level] = proc.stdout
+        assert len(json.loads(out["armv8.6"])) > 0
+        assert out["armv8.6"] == out["armv8.2"], name
 
 
 @needs_qemu_arm
